@@ -1,0 +1,1542 @@
+//! The dispatcher's state, mutated through `&mut self`: deliveries and
+//! their client transactions, server transactions (the response cache),
+//! indexes for O(1) cancel and matching, and one timer wheel. It never
+//! calls user code: what must happen outside (sending, callbacks, passing
+//! packets up, DNS lookups) is queued as [`Effect`]s for the facade.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Errno, Error};
+use crate::eventloop::{TimerKey, TimerWheel};
+use crate::leg::{ConnId, Destination, Leg, Protocol, SendStatus, SendToken, Source};
+use crate::packet::{HeaderName, Method, Packet, Request, Response, TransactionKey};
+
+use super::arena::Arena;
+use super::client::{Action, ClientState, ClientTimer, ClientTx};
+use super::options::Settings;
+use super::resolve::{Plan, Resolved};
+use super::route;
+use super::types::{
+    Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats, LegId,
+    Target,
+};
+
+/// What the facade does after the core's borrow ends.
+pub(crate) enum Effect {
+    /// Send bytes on a leg; with `for_delivery`, report the status back.
+    Send {
+        leg: Leg,
+        bytes: Rc<[u8]>,
+        dst: Destination,
+        token: Option<SendToken>,
+        for_delivery: Option<DeliveryId>,
+    },
+    /// Run a delivery callback.
+    Callback(DeliveryCallback, DeliveryOutcome),
+    /// Give a packet to the receiver.
+    PassUp(Packet, LegId, Source),
+    /// Resolve destinations for a delivery.
+    Resolve(DeliveryId, Plan),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum TimerKind {
+    Client(ClientTimer),
+    ResponseRetransmit,
+    ResponseTimeout,
+    ServerExpire,
+}
+
+/// A timer's payload on the wheel: which entry, which timer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimerRef {
+    index: u32,
+    generation: u32,
+    kind: TimerKind,
+}
+
+#[derive(Debug)]
+enum Mode {
+    /// A request with a client transaction.
+    Client(ClientTx),
+    /// Sent once: ACK, requests without retransmissions, plain responses.
+    Oneshot,
+    /// A final response to INVITE, retransmitted until its ACK.
+    ResponseRetransmit {
+        interval: Duration,
+        is_2xx: bool,
+        retransmit: bool,
+    },
+}
+
+/// The Call-ID, CSeq number and To tag that an ACK for a 2xx matches.
+type DialogKey = (Rc<str>, u32, Rc<str>);
+
+struct Delivery {
+    packet: Packet,
+    id: Rc<str>,
+    callid: Rc<str>,
+    callback: Option<DeliveryCallback>,
+    mode: Mode,
+    targets: Vec<Target>,
+    target_index: usize,
+    allowed_legs: Option<LegId>,
+    allowed_proto: Vec<Protocol>,
+    branch: Option<Rc<str>>,
+    client_key: Option<TransactionKey>,
+    bytes: Option<Rc<[u8]>>,
+    ack_bytes: Option<Rc<[u8]>>,
+    timers: [Option<TimerKey>; 3],
+    /// UDP was chosen by default: the 1300-byte rule may switch to TCP.
+    default_udp: bool,
+    /// The 1300-byte rule switched to this TCP target; on a transport
+    /// error go back to UDP once.
+    size_fallback: Option<Target>,
+    indexed: bool,
+    by_dst: Option<(Protocol, SocketAddr)>,
+    dialog: Option<DialogKey>,
+    server: Option<(u32, u32)>,
+    resolving: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerState {
+    Trying,
+    Proceeding,
+    /// A final response was sent (non-INVITE: Timer J; INVITE non-2xx:
+    /// until ACK or Timer H).
+    Completed,
+    /// INVITE non-2xx final acknowledged (Timer I).
+    Confirmed,
+    /// INVITE 2xx sent (RFC 6026: absorb INVITE retransmissions).
+    Accepted,
+}
+
+struct ServerTx {
+    key: TransactionKey,
+    leg: LegId,
+    source: Source,
+    invite: bool,
+    state: ServerState,
+    last_response: Option<Rc<[u8]>>,
+    response_delivery: Option<DeliveryId>,
+    expire: Option<TimerKey>,
+}
+
+/// One id or several: most ids and Call-IDs name one delivery, which then
+/// costs no extra allocation.
+enum Ids {
+    One(DeliveryId),
+    Many(Vec<DeliveryId>),
+}
+
+impl Ids {
+    fn push(&mut self, id: DeliveryId) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(v) => v.push(id),
+        }
+    }
+
+    /// Removes `id`; true when nothing is left.
+    fn remove(&mut self, id: DeliveryId) -> bool {
+        match self {
+            Ids::One(first) => *first == id,
+            Ids::Many(v) => {
+                v.retain(|x| *x != id);
+                v.is_empty()
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<DeliveryId> {
+        match self {
+            Ids::One(id) => vec![*id],
+            Ids::Many(v) => v.clone(),
+        }
+    }
+}
+
+pub(crate) struct Core {
+    pub(crate) s: Settings,
+    origin: Instant,
+    pub(crate) legs: Arena<Leg>,
+    deliveries: Arena<Delivery>,
+    by_id: HashMap<Rc<str>, Ids>,
+    by_callid: HashMap<Rc<str>, Ids>,
+    client_keys: HashMap<TransactionKey, DeliveryId>,
+    dialogs: HashMap<DialogKey, DeliveryId>,
+    queued_tokens: HashMap<SendToken, DeliveryId>,
+    by_dst: HashMap<(Protocol, SocketAddr), Ids>,
+    servers: Arena<ServerTx>,
+    server_keys: HashMap<TransactionKey, (u32, u32)>,
+    server_order: VecDeque<(u32, u32)>,
+    wheel: TimerWheel<TimerRef>,
+    next_token: SendToken,
+    rng: u64,
+    pub(crate) effects: VecDeque<Effect>,
+    stats: DispatcherStats,
+}
+
+fn did(index: u32, generation: u32) -> DeliveryId {
+    DeliveryId { index, generation }
+}
+
+impl Core {
+    pub(crate) fn new(s: Settings, origin: Instant, seed: u64) -> Core {
+        Core {
+            s,
+            origin,
+            legs: Arena::default(),
+            deliveries: Arena::default(),
+            by_id: HashMap::new(),
+            by_callid: HashMap::new(),
+            client_keys: HashMap::new(),
+            dialogs: HashMap::new(),
+            queued_tokens: HashMap::new(),
+            by_dst: HashMap::new(),
+            servers: Arena::default(),
+            server_keys: HashMap::new(),
+            server_order: VecDeque::new(),
+            wheel: TimerWheel::new(),
+            next_token: 1,
+            rng: seed | 1,
+            effects: VecDeque::new(),
+            stats: DispatcherStats::default(),
+        }
+    }
+
+    // ---- time ----
+
+    fn tick_at(&self, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(self.origin);
+        let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+        u64::try_from(ms).unwrap_or(u64::MAX)
+    }
+
+    fn now_tick(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn instant_of(&self, tick: u64) -> Instant {
+        self.origin + Duration::from_millis(tick)
+    }
+
+    pub(crate) fn next_expiration(&self) -> Option<u64> {
+        self.wheel.next_expiration()
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: branches only need to be unique and unguessable
+        // enough; the seed comes from the OS.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(crate) fn seed(&mut self) -> u64 {
+        self.random()
+    }
+
+    fn new_branch(&mut self) -> Rc<str> {
+        let r = self.random();
+        Rc::from(format!("z9hG4bK{r:016x}"))
+    }
+
+    // ---- stats ----
+
+    pub(crate) fn stats(&self) -> DispatcherStats {
+        DispatcherStats {
+            pending_deliveries: self.deliveries.len(),
+            server_transactions: self.servers.len(),
+            timers: self.wheel.len(),
+            client_keys: self.client_keys.len(),
+            id_keys: self.by_id.len() + self.by_callid.len(),
+            ..self.stats
+        }
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.deliveries.len() + self.servers.len()
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.deliveries.table_bytes() + self.servers.table_bytes() + self.wheel.memory_bytes()
+    }
+
+    pub(crate) fn leg(&self, id: LegId) -> Option<&Leg> {
+        self.legs.get(id.index, id.generation)
+    }
+
+    fn leg_id_of(&self, leg: &Leg) -> Option<LegId> {
+        self.legs
+            .iter()
+            .find(|(_, _, l)| *l == leg)
+            .map(|(i, g, _)| LegId {
+                index: i,
+                generation: g,
+            })
+    }
+
+    // ---- deliver ----
+
+    pub(crate) fn deliver(
+        &mut self,
+        packet: Packet,
+        opts: DeliverOptions,
+        now: Instant,
+    ) -> Result<DeliveryId, Error> {
+        if self.deliveries.len() >= self.s.max_deliveries {
+            return Err(Error::new(
+                Errno::ENOBUFS,
+                format!(
+                    "{} deliveries pending (limit max_deliveries)",
+                    self.deliveries.len()
+                ),
+            ));
+        }
+        let retransmits = opts.do_retransmits.unwrap_or(self.s.do_retransmits);
+        let mode = match &packet {
+            Packet::Request(r) if *r.method() == Method::Ack || !retransmits => Mode::Oneshot,
+            Packet::Request(r) => Mode::Client(ClientTx::new(
+                *r.method() == Method::Invite,
+                true,
+                false,
+                &self.s.timers,
+            )),
+            Packet::Response(r)
+                if retransmits && r.code() >= 200 && r.method() == Some(Method::Invite) =>
+            {
+                Mode::ResponseRetransmit {
+                    interval: self.s.timers.t1,
+                    is_2xx: r.code() < 300,
+                    retransmit: true,
+                }
+            }
+            Packet::Response(_) => Mode::Oneshot,
+        };
+        let id: Rc<str> = match opts.id {
+            Some(id) => id.into(),
+            None => packet.tid().into(),
+        };
+        let callid: Rc<str> = match opts.callid {
+            Some(c) => c.into(),
+            None => Rc::from(packet.callid()),
+        };
+        let branch = match (&packet, opts.branch) {
+            (Packet::Request(_), Some(b)) => Some(Rc::from(b)),
+            (Packet::Request(_), None) => Some(self.new_branch()),
+            (Packet::Response(_), _) => None,
+        };
+        let is_request = packet.is_request();
+        let dialog = match &packet {
+            Packet::Response(r)
+                if matches!(mode, Mode::ResponseRetransmit { is_2xx: true, .. }) =>
+            {
+                let cseq = r.cseq().map(|c| c.number).unwrap_or(0);
+                Some((
+                    Rc::from(r.call_id().unwrap_or("")),
+                    cseq,
+                    Rc::from(r.to_tag().unwrap_or("")),
+                ))
+            }
+            _ => None,
+        };
+        let (index, generation) = self.deliveries.insert(Delivery {
+            packet,
+            id,
+            callid,
+            callback: opts.callback,
+            mode,
+            targets: Vec::new(),
+            target_index: 0,
+            allowed_legs: opts.leg,
+            allowed_proto: opts.allowed_proto,
+            branch,
+            client_key: None,
+            bytes: None,
+            ack_bytes: None,
+            timers: [None; 3],
+            default_udp: false,
+            size_fallback: None,
+            indexed: false,
+            by_dst: None,
+            dialog: None,
+            server: None,
+            resolving: false,
+        });
+        let id = did(index, generation);
+        if !matches!(
+            self.deliveries.get(index, generation).map(|d| &d.mode),
+            Some(Mode::Oneshot)
+        ) {
+            self.index(id);
+        }
+        if let Some(key) = dialog {
+            self.dialogs.insert(key.clone(), id);
+            if let Some(d) = self.get_mut(id) {
+                d.dialog = Some(key);
+            }
+        }
+
+        // Explicit leg and destination: no resolution.
+        let leg_ok = |core: &Core, l: LegId| core.leg(l).is_some();
+        match (opts.leg, opts.dst_addr) {
+            (Some(leg), Some(dst)) => {
+                if !leg_ok(self, leg) {
+                    self.finish(
+                        id,
+                        DeliveryOutcome::Failed(Error::new(
+                            Errno::ENETDOWN,
+                            "the leg given to deliver is gone",
+                        )),
+                    );
+                    return Ok(id);
+                }
+                self.set_targets(id, vec![Target { leg, dst }], now);
+            }
+            (leg, Some(dst)) => {
+                let found = self.legs_for(dst.proto, &dst.addr, leg).into_iter().next();
+                match found {
+                    Some(l) => self.set_targets(id, vec![Target { leg: l, dst }], now),
+                    None => self.finish(
+                        id,
+                        DeliveryOutcome::Failed(Error::new(
+                            Errno::EHOSTUNREACH,
+                            format!("no leg can send to {dst}"),
+                        )),
+                    ),
+                }
+            }
+            (_, None) if is_request => self.start_resolution(id),
+            (_, None) => self.route_response(id, now),
+        }
+        Ok(id)
+    }
+
+    fn get_mut(&mut self, id: DeliveryId) -> Option<&mut Delivery> {
+        self.deliveries.get_mut(id.index, id.generation)
+    }
+
+    fn get(&self, id: DeliveryId) -> Option<&Delivery> {
+        self.deliveries.get(id.index, id.generation)
+    }
+
+    fn index(&mut self, id: DeliveryId) {
+        let Some(d) = self.get_mut(id) else { return };
+        if d.indexed {
+            return;
+        }
+        d.indexed = true;
+        let (key, callid) = (d.id.clone(), d.callid.clone());
+        match self.by_id.get_mut(&key) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_id.insert(key, Ids::One(id));
+            }
+        }
+        match self.by_callid.get_mut(&callid) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_callid.insert(callid, Ids::One(id));
+            }
+        }
+    }
+
+    /// Legs that can send to `addr` over `proto`, optionally only `only`.
+    pub(crate) fn legs_for(
+        &self,
+        proto: Protocol,
+        addr: &SocketAddr,
+        only: Option<LegId>,
+    ) -> Vec<LegId> {
+        self.legs
+            .iter()
+            .filter(|(i, g, leg)| {
+                only.is_none_or(|o| o.index == *i && o.generation == *g)
+                    && leg.can_deliver_to(proto, addr)
+            })
+            .map(|(i, g, _)| LegId {
+                index: i,
+                generation: g,
+            })
+            .collect()
+    }
+
+    fn start_resolution(&mut self, id: DeliveryId) {
+        let Some(d) = self.get(id) else { return };
+        let Packet::Request(req) = &d.packet else {
+            return;
+        };
+        // RFC 3261 8.1.2 / 16.12: the first Route, else the Request-URI.
+        let target_uri: Result<crate::packet::Uri, Error> = match req.routes().next() {
+            Some(Ok(route)) => route
+                .uri()
+                .map_err(|e| Error::new(Errno::EHOSTUNREACH, format!("Route: {e}"))),
+            Some(Err(e)) => Err(Error::new(
+                Errno::EHOSTUNREACH,
+                format!("unusable Route header: {e}"),
+            )),
+            None => Ok(req.uri().clone()),
+        };
+        let uri = match target_uri {
+            Ok(crate::packet::Uri::Sip(u)) => u,
+            Ok(other) => {
+                let e = Error::new(
+                    Errno::EHOSTUNREACH,
+                    format!("cannot route to a {}: URI", other.scheme()),
+                );
+                self.finish(id, DeliveryOutcome::Failed(e));
+                return;
+            }
+            Err(e) => {
+                self.finish(id, DeliveryOutcome::Failed(e));
+                return;
+            }
+        };
+        let Some(d) = self.get(id) else { return };
+        let allowed = d.allowed_proto.clone();
+        match super::resolve::plan(
+            &uri,
+            &self.s.domain2proxy,
+            self.s.outgoing_proxy.as_ref(),
+            &allowed,
+        ) {
+            Ok(plan) => {
+                let default_udp =
+                    uri.transport().is_none() && !uri.is_secure() && allowed.is_empty();
+                if let Some(d) = self.get_mut(id) {
+                    d.resolving = true;
+                    d.default_udp = default_udp;
+                }
+                self.effects.push_back(Effect::Resolve(id, plan));
+            }
+            Err(e) => self.finish(id, DeliveryOutcome::Failed(e)),
+        }
+    }
+
+    /// Turns resolved addresses into targets (with legs) for a delivery.
+    pub(crate) fn on_resolved(
+        &mut self,
+        id: DeliveryId,
+        result: Result<Vec<Resolved>, Error>,
+        now: Instant,
+    ) {
+        let Some(d) = self.get_mut(id) else { return };
+        if !d.resolving {
+            return;
+        }
+        d.resolving = false;
+        let only = d.allowed_legs;
+        let resolved = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.finish(id, DeliveryOutcome::Failed(e));
+                return;
+            }
+        };
+        let targets = self.targets_for(&resolved, only);
+        if targets.is_empty() {
+            let what: Vec<String> = resolved
+                .iter()
+                .map(|r| format!("{}:{}", r.proto, r.addr))
+                .collect();
+            let e = Error::new(
+                Errno::EHOSTUNREACH,
+                format!("no leg can send to {}", what.join(", ")),
+            );
+            self.finish(id, DeliveryOutcome::Failed(e));
+            return;
+        }
+        self.set_targets(id, targets, now);
+    }
+
+    pub(crate) fn targets_for(&self, resolved: &[Resolved], only: Option<LegId>) -> Vec<Target> {
+        let mut targets = Vec::new();
+        for r in resolved {
+            if let Some(leg) = self.legs_for(r.proto, &r.addr, only).into_iter().next() {
+                targets.push(Target {
+                    leg,
+                    dst: Destination {
+                        proto: r.proto,
+                        addr: r.addr,
+                        host: r.host.clone(),
+                        conn: None,
+                    },
+                });
+            }
+        }
+        targets
+    }
+
+    fn set_targets(&mut self, id: DeliveryId, targets: Vec<Target>, now: Instant) {
+        let Some(d) = self.get_mut(id) else { return };
+        d.targets = targets;
+        d.target_index = 0;
+        self.send_current(id, now);
+    }
+
+    /// Where a response without explicit leg and destination goes: its
+    /// server transaction's connection or address, else the top Via.
+    fn route_response(&mut self, id: DeliveryId, now: Instant) {
+        let Some(d) = self.get(id) else { return };
+        let Packet::Response(resp) = &d.packet else {
+            return;
+        };
+        let only = d.allowed_legs;
+        if let Some(key) = resp.server_key() {
+            if let Some(&sid) = self.server_keys.get(&key) {
+                if let Some(tx) = self.servers.get(sid.0, sid.1) {
+                    let dst = response_destination(&tx.source, resp);
+                    let target = Target { leg: tx.leg, dst };
+                    if let Some(d) = self.get_mut(id) {
+                        d.server = Some(sid);
+                    }
+                    self.set_targets(id, vec![target], now);
+                    return;
+                }
+            }
+        }
+        match route::via_destination(resp) {
+            Ok((proto, addr)) => match self.legs_for(proto, &addr, only).into_iter().next() {
+                Some(leg) => self.set_targets(
+                    id,
+                    vec![Target {
+                        leg,
+                        dst: Destination::new(proto, addr),
+                    }],
+                    now,
+                ),
+                None => {
+                    let e = Error::new(
+                        Errno::EHOSTUNREACH,
+                        format!("no leg can send to {proto}:{addr}"),
+                    );
+                    self.finish(id, DeliveryOutcome::Failed(e));
+                }
+            },
+            Err(e) => self.finish(id, DeliveryOutcome::Failed(e)),
+        }
+    }
+
+    /// Sends a delivery to its current target and starts its timers.
+    fn send_current(&mut self, id: DeliveryId, now: Instant) {
+        let threshold = self.s.udp_size_threshold;
+        let Some(d) = self.deliveries.get(id.index, id.generation) else {
+            return;
+        };
+        let Some(mut target) = d.targets.get(d.target_index).cloned() else {
+            self.finish(
+                id,
+                DeliveryOutcome::Failed(Error::new(Errno::EHOSTUNREACH, "no destination left")),
+            );
+            return;
+        };
+        let Some(mut leg) = self.leg(target.leg).cloned() else {
+            self.finish(
+                id,
+                DeliveryOutcome::Failed(Error::new(Errno::ENETDOWN, "leg removed")),
+            );
+            return;
+        };
+        let bytes: Rc<[u8]> = match &d.packet {
+            Packet::Request(req) => {
+                let branch = d.branch.clone().unwrap_or_else(|| Rc::from(""));
+                let mut bytes = leg.prepare_request(req, &branch, &target.dst);
+                // RFC 3261 18.1.1: too large for UDP, and UDP was only the
+                // default: TCP, if a TCP leg reaches the destination.
+                if d.default_udp
+                    && d.size_fallback.is_none()
+                    && target.dst.proto == Protocol::Udp
+                    && bytes.len() > threshold
+                {
+                    if let Some(tcp) = self
+                        .legs_for(Protocol::Tcp, &target.dst.addr, None)
+                        .into_iter()
+                        .next()
+                    {
+                        if let Some(tcp_leg) = self.leg(tcp).cloned() {
+                            let udp_target = target.clone();
+                            target = Target {
+                                leg: tcp,
+                                dst: Destination {
+                                    proto: Protocol::Tcp,
+                                    ..target.dst.clone()
+                                },
+                            };
+                            bytes = tcp_leg.prepare_request(req, &branch, &target.dst);
+                            leg = tcp_leg;
+                            if let Some(d) = self.deliveries.get_mut(id.index, id.generation) {
+                                d.size_fallback = Some(udp_target);
+                                let i = d.target_index;
+                                d.targets[i] = target.clone();
+                            }
+                        }
+                    }
+                }
+                Rc::from(bytes)
+            }
+            Packet::Response(resp) => Rc::from(resp.to_bytes()),
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        let reliable = target.dst.proto.is_reliable();
+        let timers = self.s.timers.clone();
+        let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
+            return;
+        };
+        d.bytes = Some(bytes.clone());
+        let mut start_actions = None;
+        let mut resp_timers: Option<(Option<Duration>, Duration)> = None;
+        match &mut d.mode {
+            Mode::Client(tx) => {
+                let retransmit = tx.retransmit || !tx.reliable;
+                *tx = ClientTx::new(tx.invite, retransmit, reliable, &timers);
+                start_actions = Some(tx.start(&timers));
+            }
+            Mode::ResponseRetransmit {
+                interval,
+                is_2xx,
+                retransmit,
+            } => {
+                // 2xx on every transport (13.3.1.4); other finals only
+                // over UDP (17.2.1, Timer G).
+                *retransmit = *is_2xx || !reliable;
+                *interval = timers.t1;
+                let timeout = timers.timeout();
+                resp_timers = Some(((*retransmit).then_some(timers.t1), timeout));
+            }
+            Mode::Oneshot => {}
+        }
+        // Index the client transaction by its (new) branch.
+        if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
+            (&d.mode, &d.packet, &d.branch)
+        {
+            let key = TransactionKey::client(branch, req.method().clone());
+            if let Some(old) = d.client_key.replace(key.clone()) {
+                self.client_keys.remove(&old);
+            }
+            self.client_keys.insert(key, id);
+        }
+        self.set_by_dst(id, Some((target.dst.proto, target.dst.addr)));
+        self.effects.push_back(Effect::Send {
+            leg,
+            bytes,
+            dst: target.dst,
+            token: Some(token),
+            for_delivery: Some(id),
+        });
+        if let Some(actions) = start_actions {
+            self.apply(id, actions, None, now);
+        }
+        if self.get(id).is_some_and(|d| d.server.is_some()) {
+            self.note_response_sent(id, now);
+        }
+        if let Some((retransmit, timeout)) = resp_timers {
+            if let Some(r) = retransmit {
+                self.start_timer(id, TimerKind::ResponseRetransmit, r, now);
+            }
+            self.start_timer(id, TimerKind::ResponseTimeout, timeout, now);
+        }
+    }
+
+    fn set_by_dst(&mut self, id: DeliveryId, key: Option<(Protocol, SocketAddr)>) {
+        let Some(d) = self.get_mut(id) else { return };
+        let old = std::mem::replace(&mut d.by_dst, key);
+        if let Some(old) = old {
+            if self.by_dst.get_mut(&old).is_some_and(|ids| ids.remove(id)) {
+                self.by_dst.remove(&old);
+            }
+        }
+        if let Some(k) = key {
+            match self.by_dst.get_mut(&k) {
+                Some(ids) => ids.push(id),
+                None => {
+                    self.by_dst.insert(k, Ids::One(id));
+                }
+            }
+        }
+    }
+
+    /// What the leg said about a send.
+    pub(crate) fn on_send_status(
+        &mut self,
+        id: DeliveryId,
+        token: SendToken,
+        status: SendStatus,
+        now: Instant,
+    ) {
+        match status {
+            SendStatus::Sent => {
+                if matches!(self.get(id).map(|d| &d.mode), Some(Mode::Oneshot)) {
+                    self.finish(id, DeliveryOutcome::Sent);
+                }
+            }
+            SendStatus::Queued => {
+                if self.get(id).is_some() {
+                    self.queued_tokens.insert(token, id);
+                }
+            }
+            SendStatus::Failed(e) => self.transport_error(id, e, now),
+        }
+    }
+
+    /// A queued send finished.
+    pub(crate) fn on_send_outcome(
+        &mut self,
+        token: SendToken,
+        result: Result<(), Error>,
+        now: Instant,
+    ) {
+        let Some(id) = self.queued_tokens.remove(&token) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if matches!(self.get(id).map(|d| &d.mode), Some(Mode::Oneshot)) {
+                    self.finish(id, DeliveryOutcome::Sent);
+                }
+            }
+            Err(e) => self.transport_error(id, e, now),
+        }
+    }
+
+    /// The network said a destination is unreachable: deliveries waiting
+    /// for a first answer from it move on at once.
+    pub(crate) fn on_unreachable(&mut self, dst: &Destination, error: Error, now: Instant) {
+        let Some(ids) = self.by_dst.get(&(dst.proto, dst.addr)).map(Ids::to_vec) else {
+            return;
+        };
+        for id in ids {
+            let early = match self.get(id).map(|d| &d.mode) {
+                Some(Mode::Client(tx)) => {
+                    matches!(tx.state, ClientState::Calling | ClientState::Trying)
+                }
+                Some(Mode::ResponseRetransmit { .. }) => true,
+                _ => false,
+            };
+            if early {
+                self.transport_error(id, error.clone(), now);
+            }
+        }
+    }
+
+    /// A transport error for a delivery: UDP once after a size switch,
+    /// the next target, or failure.
+    fn transport_error(&mut self, id: DeliveryId, error: Error, now: Instant) {
+        let Some(d) = self.get_mut(id) else { return };
+        if let Some(udp) = d.size_fallback.take() {
+            // 18.1.1: "if the TCP connect fails, UDP once".
+            let i = d.target_index;
+            d.targets[i] = udp;
+            d.default_udp = false;
+            log::debug!("{id}: TCP for a large request failed ({error}); trying UDP");
+            self.restart(id, now, false);
+            return;
+        }
+        let more = matches!(d.mode, Mode::Client(_)) && d.target_index + 1 < d.targets.len();
+        if more {
+            d.target_index += 1;
+            log::debug!("{id}: {error}; trying the next destination");
+            self.restart(id, now, true);
+        } else {
+            self.finish(id, DeliveryOutcome::Failed(error));
+        }
+    }
+
+    /// Sends again to the current target after a failover (with a new
+    /// branch: a new transaction, RFC 3263 4.3).
+    fn restart(&mut self, id: DeliveryId, now: Instant, new_branch: bool) {
+        self.stop_all_timers(id);
+        if new_branch {
+            let b = self.new_branch();
+            if let Some(d) = self.get_mut(id) {
+                d.branch = Some(b);
+            }
+        }
+        self.send_current(id, now);
+    }
+
+    // ---- timers ----
+
+    fn slot(kind: TimerKind) -> usize {
+        match kind {
+            TimerKind::Client(ClientTimer::Retransmit) | TimerKind::ResponseRetransmit => 0,
+            TimerKind::Client(ClientTimer::Timeout) | TimerKind::ResponseTimeout => 1,
+            TimerKind::Client(ClientTimer::TimerC | ClientTimer::Linger)
+            | TimerKind::ServerExpire => 2,
+        }
+    }
+
+    fn start_timer(&mut self, id: DeliveryId, kind: TimerKind, after: Duration, now: Instant) {
+        let deadline = self.tick_at(now + after);
+        let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
+            return;
+        };
+        let slot = Self::slot(kind);
+        if let Some(old) = d.timers[slot].take() {
+            self.wheel.cancel(old);
+        }
+        let key = self.wheel.insert(
+            deadline,
+            TimerRef {
+                index: id.index,
+                generation: id.generation,
+                kind,
+            },
+        );
+        if let Some(d) = self.deliveries.get_mut(id.index, id.generation) {
+            d.timers[slot] = Some(key);
+        }
+    }
+
+    fn stop_timer(&mut self, id: DeliveryId, kind: TimerKind) {
+        let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
+            return;
+        };
+        if let Some(old) = d.timers[Self::slot(kind)].take() {
+            self.wheel.cancel(old);
+        }
+    }
+
+    fn stop_all_timers(&mut self, id: DeliveryId) {
+        let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
+            return;
+        };
+        for t in d.timers.iter_mut() {
+            if let Some(k) = t.take() {
+                self.wheel.cancel(k);
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`; returns the next deadline.
+    pub(crate) fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let now_tick = self.now_tick(now);
+        // Bounded by the number of timers due; each is removed as it fires.
+        while let Some((_, r)) = self.wheel.poll(now_tick) {
+            self.fire(r, now);
+        }
+        self.wheel.next_deadline().map(|t| self.instant_of(t))
+    }
+
+    fn fire(&mut self, r: TimerRef, now: Instant) {
+        if r.kind == TimerKind::ServerExpire {
+            self.server_expired((r.index, r.generation));
+            return;
+        }
+        let id = did(r.index, r.generation);
+        let Some(d) = self.deliveries.get_mut(r.index, r.generation) else {
+            return;
+        };
+        d.timers[Self::slot(r.kind)] = None;
+        let timers = self.s.timers.clone();
+        match r.kind {
+            TimerKind::Client(ClientTimer::Retransmit) => {
+                let Mode::Client(tx) = &mut d.mode else {
+                    return;
+                };
+                let actions = tx.on_retransmit(&timers);
+                self.apply(id, actions, None, now);
+            }
+            TimerKind::Client(t) => {
+                let Mode::Client(tx) = &mut d.mode else {
+                    return;
+                };
+                let actions = tx.on_timer(t);
+                self.apply(id, actions, None, now);
+            }
+            TimerKind::ResponseRetransmit => {
+                let Mode::ResponseRetransmit { interval, .. } = &mut d.mode else {
+                    return;
+                };
+                *interval = (*interval * 2).min(timers.t2);
+                let next = *interval;
+                self.resend(id);
+                self.start_timer(id, TimerKind::ResponseRetransmit, next, now);
+            }
+            TimerKind::ResponseTimeout => {
+                let what = match &d.mode {
+                    Mode::ResponseRetransmit { is_2xx: true, .. } => {
+                        "no ACK for the 2xx within 64*T1"
+                    }
+                    _ => "no ACK for the final response within 64*T1 (Timer H)",
+                };
+                self.finish(
+                    id,
+                    DeliveryOutcome::Failed(Error::new(Errno::ETIMEDOUT, what)),
+                );
+            }
+            TimerKind::ServerExpire => {}
+        }
+    }
+
+    /// Sends a delivery's bytes again to its current target.
+    fn resend(&mut self, id: DeliveryId) {
+        let Some(d) = self.get(id) else { return };
+        let (Some(bytes), Some(target)) = (d.bytes.clone(), d.targets.get(d.target_index).cloned())
+        else {
+            return;
+        };
+        let Some(leg) = self.leg(target.leg).cloned() else {
+            return;
+        };
+        self.stats.retransmissions += 1;
+        self.effects.push_back(Effect::Send {
+            leg,
+            bytes,
+            dst: target.dst,
+            token: None,
+            for_delivery: None,
+        });
+    }
+
+    /// Applies a client transaction's actions. `response` is the response
+    /// that caused them, with where it came from.
+    fn apply(
+        &mut self,
+        id: DeliveryId,
+        actions: super::client::Actions,
+        response: Option<(&Response, LegId, &Source)>,
+        now: Instant,
+    ) {
+        for action in actions.iter() {
+            match action {
+                Action::Resend => self.resend(id),
+                Action::Start(t, d) => self.start_timer(id, TimerKind::Client(t), d, now),
+                Action::Stop(t) => self.stop_timer(id, TimerKind::Client(t)),
+                Action::SendAck => {
+                    if let Some((resp, _, _)) = response {
+                        self.send_ack(id, resp);
+                    }
+                }
+                Action::PassUp => {
+                    if let Some((resp, leg, source)) = response {
+                        // Matched: our Via goes before the receiver sees it.
+                        let mut resp = resp.clone();
+                        resp.headers_mut().remove_first(HeaderName::Via);
+                        self.effects.push_back(Effect::PassUp(
+                            Packet::Response(resp),
+                            leg,
+                            source.clone(),
+                        ));
+                    }
+                }
+                Action::Completed(code) => {
+                    // The callback now; the entry may linger (Timer D/K).
+                    self.set_by_dst(id, None);
+                    if let Some(cb) = self.get_mut(id).and_then(|d| d.callback.take()) {
+                        self.effects
+                            .push_back(Effect::Callback(cb, DeliveryOutcome::Completed(code)));
+                    }
+                }
+                Action::TimedOut => {
+                    let more = self
+                        .get(id)
+                        .is_some_and(|d| d.target_index + 1 < d.targets.len());
+                    let e = Error::new(
+                        Errno::ETIMEDOUT,
+                        "no final response within 64*T1 (Timer B/F) or Timer C",
+                    );
+                    if more {
+                        self.transport_error(id, e, now);
+                    } else {
+                        self.finish(id, DeliveryOutcome::Failed(e));
+                    }
+                }
+                Action::Terminate => self.remove(id),
+            }
+        }
+    }
+
+    /// RFC 3261 17.1.1.3: the ACK of a non-2xx final response, sent to the
+    /// same target with the INVITE's branch.
+    fn send_ack(&mut self, id: DeliveryId, resp: &Response) {
+        let Some(d) = self.get(id) else { return };
+        let Some(target) = d.targets.get(d.target_index).cloned() else {
+            return;
+        };
+        let Some(leg) = self.leg(target.leg).cloned() else {
+            return;
+        };
+        let bytes = match (&d.ack_bytes, &d.packet) {
+            (Some(b), _) => b.clone(),
+            (None, Packet::Request(invite)) => {
+                let ack = build_ack(invite, resp);
+                let branch = d.branch.clone().unwrap_or_else(|| Rc::from(""));
+                let bytes: Rc<[u8]> = Rc::from(leg.prepare_request(&ack, &branch, &target.dst));
+                if let Some(d) = self.get_mut(id) {
+                    d.ack_bytes = Some(bytes.clone());
+                }
+                bytes
+            }
+            _ => return,
+        };
+        self.effects.push_back(Effect::Send {
+            leg,
+            bytes,
+            dst: target.dst,
+            token: None,
+            for_delivery: None,
+        });
+    }
+
+    /// Ends a delivery with an outcome (its callback, if it still has one,
+    /// is queued) and removes it.
+    pub(crate) fn finish(&mut self, id: DeliveryId, outcome: DeliveryOutcome) {
+        let Some(d) = self.get_mut(id) else { return };
+        if let Some(cb) = d.callback.take() {
+            self.effects.push_back(Effect::Callback(cb, outcome));
+        }
+        self.remove(id);
+    }
+
+    /// Removes a delivery and everything that points to it.
+    fn remove(&mut self, id: DeliveryId) {
+        self.stop_all_timers(id);
+        self.set_by_dst(id, None);
+        let Some(d) = self.deliveries.remove(id.index, id.generation) else {
+            return;
+        };
+        if d.indexed {
+            if self.by_id.get_mut(&d.id).is_some_and(|ids| ids.remove(id)) {
+                self.by_id.remove(&d.id);
+            }
+            if self
+                .by_callid
+                .get_mut(&d.callid)
+                .is_some_and(|ids| ids.remove(id))
+            {
+                self.by_callid.remove(&d.callid);
+            }
+        }
+        if let Some(key) = d.client_key {
+            if self.client_keys.get(&key) == Some(&id) {
+                self.client_keys.remove(&key);
+            }
+        }
+        if let Some(key) = d.dialog {
+            if self.dialogs.get(&key) == Some(&id) {
+                self.dialogs.remove(&key);
+            }
+        }
+        if let Some(sid) = d.server {
+            if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
+                if tx.response_delivery == Some(id) {
+                    tx.response_delivery = None;
+                }
+            }
+        }
+    }
+
+    // ---- cancel ----
+
+    pub(crate) fn cancel(&mut self, which: &Cancel) -> bool {
+        let ids = match which {
+            Cancel::Id(key) => self
+                .by_id
+                .get(key.as_str())
+                .map(Ids::to_vec)
+                .unwrap_or_default(),
+            Cancel::CallId(key) => self
+                .by_callid
+                .get(key.as_str())
+                .map(Ids::to_vec)
+                .unwrap_or_default(),
+            Cancel::Entry(id) => vec![*id],
+        };
+        let mut any = false;
+        for id in ids {
+            if self.get(id).is_some() {
+                any = true;
+                // No callback after a successful cancel.
+                if let Some(d) = self.get_mut(id) {
+                    d.callback = None;
+                }
+                self.remove(id);
+            }
+        }
+        any
+    }
+
+    /// Fails the deliveries that use a leg (it is being removed).
+    pub(crate) fn fail_leg(&mut self, leg: LegId) {
+        let ids: Vec<DeliveryId> = self
+            .deliveries
+            .iter()
+            .filter(|(_, _, d)| {
+                d.allowed_legs == Some(leg)
+                    || d.targets.get(d.target_index).is_some_and(|t| t.leg == leg)
+            })
+            .map(|(i, g, _)| did(i, g))
+            .collect();
+        for id in ids {
+            self.finish(
+                id,
+                DeliveryOutcome::Failed(Error::new(Errno::ENETDOWN, "the leg was removed")),
+            );
+        }
+        let sids: Vec<(u32, u32)> = self
+            .servers
+            .iter()
+            .filter(|(_, _, s)| s.leg == leg)
+            .map(|(i, g, _)| (i, g))
+            .collect();
+        for sid in sids {
+            self.server_expired(sid);
+        }
+    }
+
+    /// Fails every delivery (shutdown).
+    pub(crate) fn fail_all(&mut self, error: Error) {
+        let ids: Vec<DeliveryId> = self.deliveries.iter().map(|(i, g, _)| did(i, g)).collect();
+        for id in ids {
+            self.finish(id, DeliveryOutcome::Failed(error.clone()));
+        }
+        let sids: Vec<(u32, u32)> = self.servers.iter().map(|(i, g, _)| (i, g)).collect();
+        for sid in sids {
+            self.server_expired(sid);
+        }
+    }
+
+    // ---- receive ----
+
+    pub(crate) fn receive(&mut self, packet: Packet, leg: LegId, from: Source, now: Instant) {
+        match packet {
+            Packet::Request(req) => self.receive_request(req, leg, from, now),
+            Packet::Response(resp) => self.receive_response(resp, leg, from, now),
+        }
+    }
+
+    fn receive_response(&mut self, resp: Response, leg: LegId, from: Source, now: Instant) {
+        let id = resp
+            .client_key()
+            .and_then(|k| self.client_keys.get(&k).copied());
+        let Some(id) = id else {
+            self.stats.stray_responses += 1;
+            self.effects
+                .push_back(Effect::PassUp(Packet::Response(resp), leg, from));
+            return;
+        };
+        let code = resp.code();
+        let timers = self.s.timers.clone();
+        let Some(d) = self.get_mut(id) else { return };
+        // RFC 3263 4.3: a 503 moves to the next target (ACKed, not passed
+        // up) while targets remain.
+        let early = matches!(&d.mode, Mode::Client(tx) if tx.state != ClientState::Completed);
+        if code == 503 && early && d.target_index + 1 < d.targets.len() {
+            let invite = matches!(&d.mode, Mode::Client(tx) if tx.invite);
+            if invite {
+                self.send_ack(id, &resp);
+            }
+            if let Some(d) = self.get_mut(id) {
+                d.target_index += 1;
+                d.ack_bytes = None;
+            }
+            self.restart(id, now, true);
+            return;
+        }
+        let Mode::Client(tx) = &mut d.mode else {
+            return;
+        };
+        let actions = tx.on_response(code, &timers);
+        self.apply(id, actions, Some((&resp, leg, &from)), now);
+    }
+
+    fn receive_request(&mut self, req: Request, leg: LegId, from: Source, now: Instant) {
+        let is_ack = *req.method() == Method::Ack;
+        if self.s.validate_requests && !is_ack {
+            if let Err(rejection) = req.check() {
+                self.stats.rejected_requests += 1;
+                log::info!(
+                    "rejecting request from {from}: {} {}",
+                    rejection.status,
+                    rejection.reason
+                );
+                let resp = Response::for_request(&req, rejection.status, &rejection.reason);
+                if let Some(l) = self.leg(leg).cloned() {
+                    let bytes: Rc<[u8]> = Rc::from(resp.to_bytes());
+                    let dst = response_destination(&from, &resp);
+                    self.effects.push_back(Effect::Send {
+                        leg: l,
+                        bytes,
+                        dst,
+                        token: None,
+                        for_delivery: None,
+                    });
+                }
+                return;
+            }
+        }
+        if is_ack {
+            self.receive_ack(req, leg, from, now);
+            return;
+        }
+        if self.s.server_transactions {
+            let Some(key) = req.server_key() else {
+                self.effects
+                    .push_back(Effect::PassUp(Packet::Request(req), leg, from));
+                return;
+            };
+            if let Some(&sid) = self.server_keys.get(&key) {
+                self.stats.absorbed_requests += 1;
+                let Some(tx) = self.servers.get(sid.0, sid.1) else {
+                    return;
+                };
+                // A retransmission: absorbed before any answer, else the
+                // latest response again (the response cache).
+                if let (Some(bytes), Some(l)) =
+                    (tx.last_response.clone(), self.leg(tx.leg).cloned())
+                {
+                    let dst = from.reply_destination();
+                    self.effects.push_back(Effect::Send {
+                        leg: l,
+                        bytes,
+                        dst,
+                        token: None,
+                        for_delivery: None,
+                    });
+                }
+                return;
+            }
+            self.new_server_tx(key, &req, leg, &from, now);
+        }
+        self.effects
+            .push_back(Effect::PassUp(Packet::Request(req), leg, from));
+    }
+
+    fn receive_ack(&mut self, ack: Request, leg: LegId, from: Source, now: Instant) {
+        // The ACK of a non-2xx final: same branch as the INVITE.
+        if let Some(key) = ack.server_key() {
+            if let Some(&sid) = self.server_keys.get(&key) {
+                let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
+                    return;
+                };
+                if tx.state == ServerState::Completed {
+                    tx.state = ServerState::Confirmed;
+                    let reliable = tx.source.proto.is_reliable();
+                    let rd = tx.response_delivery.take();
+                    if let Some(rd) = rd {
+                        self.finish(rd, DeliveryOutcome::Sent);
+                    }
+                    let linger = if reliable {
+                        Duration::ZERO
+                    } else {
+                        self.s.timers.t4
+                    };
+                    self.arm_server_expire(sid, linger, now);
+                }
+                self.stats.absorbed_requests += 1;
+                return;
+            }
+        }
+        // The ACK of a 2xx: matched by dialog (13.3.1.4).
+        let cseq = ack.cseq().map(|c| c.number).unwrap_or(0);
+        let key: DialogKey = (
+            Rc::from(ack.call_id().unwrap_or("")),
+            cseq,
+            Rc::from(ack.to_tag().unwrap_or("")),
+        );
+        if let Some(id) = self.dialogs.remove(&key) {
+            self.finish(id, DeliveryOutcome::Sent);
+        }
+        self.effects
+            .push_back(Effect::PassUp(Packet::Request(ack), leg, from));
+    }
+
+    // ---- server transactions ----
+
+    fn new_server_tx(
+        &mut self,
+        key: TransactionKey,
+        req: &Request,
+        leg: LegId,
+        from: &Source,
+        now: Instant,
+    ) {
+        while self.servers.len() >= self.s.max_server_transactions {
+            let Some(oldest) = self.server_order.pop_front() else {
+                break;
+            };
+            self.server_expired(oldest);
+        }
+        let invite = *req.method() == Method::Invite;
+        let sid = self.servers.insert(ServerTx {
+            key: key.clone(),
+            leg,
+            source: from.clone(),
+            invite,
+            state: ServerState::Trying,
+            last_response: None,
+            response_delivery: None,
+            expire: None,
+        });
+        self.server_keys.insert(key, sid);
+        self.server_order.push_back(sid);
+        // A transaction the user never answers must not live forever: a
+        // non-INVITE client gives up after 64*T1, an INVITE one after
+        // Timer C.
+        let timeout = self.s.timers.timeout();
+        let lifetime = if invite {
+            self.s.timers.timer_c.unwrap_or(Duration::from_secs(180)) + timeout
+        } else {
+            timeout
+        };
+        self.arm_server_expire(sid, lifetime, now);
+    }
+
+    fn arm_server_expire(&mut self, sid: (u32, u32), after: Duration, now: Instant) {
+        let deadline = self.tick_at(now + after);
+        let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
+            return;
+        };
+        if let Some(old) = tx.expire.take() {
+            self.wheel.cancel(old);
+        }
+        let key = self.wheel.insert(
+            deadline,
+            TimerRef {
+                index: sid.0,
+                generation: sid.1,
+                kind: TimerKind::ServerExpire,
+            },
+        );
+        if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
+            tx.expire = Some(key);
+        }
+    }
+
+    fn server_expired(&mut self, sid: (u32, u32)) {
+        let Some(tx) = self.servers.remove(sid.0, sid.1) else {
+            return;
+        };
+        if let Some(k) = tx.expire {
+            self.wheel.cancel(k);
+        }
+        if self.server_keys.get(&tx.key) == Some(&sid) {
+            self.server_keys.remove(&tx.key);
+        }
+        // server_order is trimmed lazily: stale entries are skipped when
+        // popped (their ids no longer resolve).
+        if self.server_order.len() > 2 * self.servers.len() + 64 {
+            let servers = &self.servers;
+            self.server_order
+                .retain(|s| servers.get(s.0, s.1).is_some());
+        }
+    }
+
+    /// A response is being sent for a server transaction: remember it for
+    /// retransmitted requests and move the transaction on.
+    pub(crate) fn note_response_sent(&mut self, id: DeliveryId, now: Instant) {
+        let Some(d) = self.get(id) else { return };
+        let (Some(sid), Some(bytes), Packet::Response(resp)) =
+            (d.server, d.bytes.clone(), &d.packet)
+        else {
+            return;
+        };
+        let code = resp.code();
+        let retransmitting = matches!(d.mode, Mode::ResponseRetransmit { .. });
+        let timeout = self.s.timers.timeout();
+        let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
+            return;
+        };
+        tx.last_response = Some(bytes);
+        let reliable = tx.source.proto.is_reliable();
+        let linger = if code < 200 {
+            tx.state = ServerState::Proceeding;
+            None
+        } else if !tx.invite {
+            tx.state = ServerState::Completed;
+            // Timer J.
+            Some(if reliable { Duration::ZERO } else { timeout })
+        } else if code < 300 {
+            tx.state = ServerState::Accepted;
+            // RFC 6026 Timer L.
+            Some(timeout)
+        } else {
+            tx.state = ServerState::Completed;
+            if retransmitting {
+                tx.response_delivery = Some(id);
+            }
+            // Timer H bounds Completed; the ACK moves on to Confirmed.
+            Some(timeout)
+        };
+        if let Some(l) = linger {
+            self.arm_server_expire(sid, l, now);
+        }
+    }
+
+    /// A connection closed: server transactions answer by Via from now on.
+    pub(crate) fn on_connection_closed(&mut self, leg: LegId, conn: ConnId) {
+        let sids: Vec<(u32, u32)> = self
+            .servers
+            .iter()
+            .filter(|(_, _, s)| s.leg == leg && s.source.conn == Some(conn))
+            .map(|(i, g, _)| (i, g))
+            .collect();
+        for sid in sids {
+            if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
+                tx.source.conn = None;
+            }
+        }
+    }
+
+    pub(crate) fn leg_id(&self, leg: &Leg) -> Option<LegId> {
+        self.leg_id_of(leg)
+    }
+}
+
+/// Where a response to a request from `source` goes (18.2.2): the same
+/// connection on streams; over UDP the source address when the request
+/// asked for rport, else the source IP and the Via's sent-by port.
+fn response_destination(source: &Source, resp: &Response) -> Destination {
+    let mut dst = source.reply_destination();
+    if source.proto == Protocol::Udp || dst.conn.is_none() {
+        if let Ok(via) = resp.top_via() {
+            let no_rport = !matches!(via.rport(), Some(Some(_)));
+            if no_rport {
+                let port = via.port().unwrap_or(source.proto.default_port());
+                dst.addr.set_port(port);
+            }
+            if let Some(maddr) = via.maddr().and_then(|m| m.parse().ok()) {
+                dst.addr =
+                    SocketAddr::new(maddr, via.port().unwrap_or(source.proto.default_port()));
+            }
+        }
+    }
+    dst
+}
+
+/// The ACK of a non-2xx final response (RFC 3261 17.1.1.3): Request-URI,
+/// Call-ID, From, Route and CSeq number of the INVITE, To of the response.
+/// The leg adds the Via with the INVITE's branch.
+pub(crate) fn build_ack(invite: &Request, resp: &Response) -> Request {
+    let mut ack = Request::new(Method::Ack, invite.uri().clone());
+    let h = ack.headers_mut();
+    if let Some(v) = invite.headers().get(HeaderName::MaxForwards) {
+        h.push("Max-Forwards", v);
+    } else {
+        h.push("Max-Forwards", "70");
+    }
+    if let Some(v) = invite.headers().get(HeaderName::From) {
+        h.push("From", v);
+    }
+    if let Some(v) = resp.headers().get(HeaderName::To) {
+        h.push("To", v);
+    }
+    if let Some(v) = invite.call_id() {
+        h.push("Call-ID", v);
+    }
+    let number = invite.cseq().map(|c| c.number).unwrap_or(0);
+    h.push("CSeq", &format!("{number} ACK"));
+    for route in invite.headers().get_all(HeaderName::Route) {
+        h.push("Route", route);
+    }
+    h.push("Content-Length", "0");
+    ack
+}

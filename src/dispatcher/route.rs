@@ -1,0 +1,106 @@
+//! Where a response goes (RFC 3261 18.2.2, RFC 3581 4): back on the
+//! connection its request came on, else to the top Via's `maddr`, or to
+//! `received` (or the sent-by host) at `rport` (or the sent-by port).
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::error::{Errno, Error};
+use crate::leg::Protocol;
+use crate::packet::{Message, Via};
+
+/// The transport and address the top Via of a response asks for.
+pub(crate) fn via_destination(msg: &Message) -> Result<(Protocol, SocketAddr), Error> {
+    let via = msg.top_via().map_err(|e| {
+        Error::new(
+            Errno::EHOSTUNREACH,
+            format!("response without usable Via: {e}"),
+        )
+    })?;
+    via_target(&via)
+}
+
+pub(crate) fn via_target(via: &Via<'_>) -> Result<(Protocol, SocketAddr), Error> {
+    let proto = Protocol::parse(via.transport()).ok_or_else(|| {
+        Error::new(
+            Errno::ENOPROTOOPT,
+            format!("Via transport {} is not supported", via.transport()),
+        )
+    })?;
+    let default_port = proto.default_port();
+    let parse_ip = |s: &str| {
+        s.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+    };
+    if let Some(maddr) = via.maddr().and_then(parse_ip) {
+        return Ok((
+            proto,
+            SocketAddr::new(maddr, via.port().unwrap_or(default_port)),
+        ));
+    }
+    let ip = via
+        .received()
+        .and_then(parse_ip)
+        .or(via.ip())
+        .ok_or_else(|| {
+            Error::new(
+                Errno::EHOSTUNREACH,
+                format!(
+                    "Via sent-by {} is a name and there is no received",
+                    via.host()
+                ),
+            )
+        })?;
+    let port = match via.rport() {
+        Some(Some(p)) => p,
+        _ => via.port().unwrap_or(default_port),
+    };
+    Ok((proto, SocketAddr::new(ip, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(v: &str) -> Result<(Protocol, SocketAddr), Error> {
+        via_target(&Via::parse(v).unwrap())
+    }
+
+    #[test]
+    fn rules() {
+        let t = |v| target(v).unwrap();
+        assert_eq!(
+            t("SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK1"),
+            (Protocol::Udp, "192.0.2.1:5062".parse().unwrap())
+        );
+        assert_eq!(
+            t("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1"),
+            (Protocol::Udp, "192.0.2.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            t("SIP/2.0/UDP 192.0.2.1:5062;received=198.51.100.1;rport=40000"),
+            (Protocol::Udp, "198.51.100.1:40000".parse().unwrap())
+        );
+        assert_eq!(
+            t("SIP/2.0/UDP host.example.com:5062;received=198.51.100.1"),
+            (Protocol::Udp, "198.51.100.1:5062".parse().unwrap())
+        );
+        assert_eq!(
+            t("SIP/2.0/TLS [2001:db8::1]"),
+            (Protocol::Tls, "[2001:db8::1]:5061".parse().unwrap())
+        );
+        assert_eq!(
+            t("SIP/2.0/UDP 192.0.2.1;maddr=239.255.255.1;ttl=1"),
+            (Protocol::Udp, "239.255.255.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            target("SIP/2.0/UDP host.example.com").unwrap_err().errno(),
+            Errno::EHOSTUNREACH
+        );
+        assert_eq!(
+            target("SIP/2.0/SCTP 192.0.2.1").unwrap_err().errno(),
+            Errno::ENOPROTOOPT
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Via handling at the transport (RFC 3261 18.1.1, 18.2.1, 18.1.2; RFC 3581).
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::packet::{HeaderName, Message, Request, Via};
+
+use super::addr::Protocol;
+
+/// The Via value a leg writes on an outgoing request: transport, sent-by,
+/// the dispatcher's branch, and a valueless `rport` (RFC 3581 3).
+pub(crate) fn outgoing_via(proto: Protocol, host: &str, port: u16, branch: &str) -> String {
+    let mut v = String::with_capacity(48 + host.len() + branch.len());
+    v.push_str("SIP/2.0/");
+    v.push_str(proto.via_name());
+    v.push(' ');
+    v.push_str(host);
+    v.push(':');
+    v.push_str(&port.to_string());
+    v.push_str(";branch=");
+    v.push_str(branch);
+    v.push_str(";rport");
+    v
+}
+
+/// How an IP address is written as a host: IPv6 in brackets.
+pub(crate) fn host_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// RFC 3261 18.2.1 and RFC 3581 4: on an incoming request, add `received`
+/// when the sent-by host is not the source address (a host name always
+/// differs), and fill a valueless `rport` with the source port (then
+/// `received` is always added). Returns false when the request has no
+/// usable top Via (the caller drops it).
+pub(crate) fn stamp_received(req: &mut Request, from: SocketAddr) -> bool {
+    let (needs_received, fill_rport, top) = {
+        let Ok(via) = req.top_via() else { return false };
+        let fill_rport = via.rport() == Some(None);
+        let same_host = via
+            .ip()
+            .is_some_and(|ip| canonical(ip) == canonical(from.ip()));
+        let Some(top) = req.headers().get(HeaderName::Via) else {
+            return false;
+        };
+        (!same_host || fill_rport, fill_rport, top.to_owned())
+    };
+    if !needs_received {
+        return true;
+    }
+    let new_value = rewrite_params(&top, from, needs_received, fill_rport);
+    req.headers_mut().replace_first(HeaderName::Via, &new_value);
+    true
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Rewrites the parameters of one Via value: drops old `received` /
+/// `rport` as needed and appends the new ones, keeping everything else as
+/// written.
+fn rewrite_params(top: &str, from: SocketAddr, received: bool, rport: bool) -> String {
+    let mut out = String::with_capacity(top.len() + 48);
+    let mut parts = top.split(';');
+    out.push_str(parts.next().unwrap_or("").trim_end());
+    for p in parts {
+        let name = p.split('=').next().unwrap_or("").trim();
+        if (received && name.eq_ignore_ascii_case("received"))
+            || (rport && name.eq_ignore_ascii_case("rport"))
+        {
+            continue;
+        }
+        out.push(';');
+        out.push_str(p.trim());
+    }
+    if received {
+        // RFC 3261 grammar: received = IPv4address / IPv6address (no brackets).
+        out.push_str(";received=");
+        out.push_str(&canonical(from.ip()).to_string());
+    }
+    if rport {
+        out.push_str(";rport=");
+        out.push_str(&from.port().to_string());
+    }
+    out
+}
+
+/// RFC 3261 18.1.2: a response whose top Via sent-by does not name this
+/// leg is not ours. `hosts` are the addresses and names this leg writes
+/// into its Via.
+pub(crate) fn response_is_ours(
+    msg: &Message,
+    port: u16,
+    is_ours: impl Fn(&Via<'_>) -> bool,
+) -> bool {
+    let Ok(via) = msg.top_via() else { return false };
+    via.port().unwrap_or(5060) == port && is_ours(&via)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Packet;
+
+    fn req(via: &str) -> Request {
+        let text = format!(
+            "OPTIONS sip:b@example.com SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP other;branch=z9hG4bKo\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        match Packet::parse(text.as_bytes()).unwrap() {
+            Packet::Request(r) => r,
+            Packet::Response(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn same_ip_untouched() {
+        let mut r = req("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1");
+        assert!(stamp_received(&mut r, "192.0.2.1:5060".parse().unwrap()));
+        assert!(!r.is_modified());
+        // Ports are not compared (RFC 3261 18.2.1).
+        let mut r = req("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1");
+        assert!(stamp_received(&mut r, "192.0.2.1:7777".parse().unwrap()));
+        assert!(!r.is_modified());
+    }
+
+    #[test]
+    fn received_for_other_ip_and_host_names() {
+        let mut r = req("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1");
+        stamp_received(&mut r, "198.51.100.7:5060".parse().unwrap());
+        assert_eq!(r.top_via().unwrap().received(), Some("198.51.100.7"));
+        let mut r = req("SIP/2.0/UDP pc33.example.com;branch=z9hG4bK1");
+        stamp_received(&mut r, "192.0.2.1:5060".parse().unwrap());
+        assert_eq!(r.top_via().unwrap().received(), Some("192.0.2.1"));
+        assert_eq!(r.vias().count(), 2, "the second Via stays");
+    }
+
+    #[test]
+    fn rport_filled_and_received_always_added() {
+        let mut r = req("SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1");
+        stamp_received(&mut r, "192.0.2.1:61000".parse().unwrap());
+        let via = r.top_via().unwrap();
+        assert_eq!(via.rport(), Some(Some(61000)));
+        assert_eq!(via.received(), Some("192.0.2.1"));
+        assert_eq!(via.branch(), Some("z9hG4bK1"));
+    }
+
+    #[test]
+    fn ipv6_received_without_brackets() {
+        let mut r = req("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;rport");
+        stamp_received(&mut r, "[2001:db8::2]:5062".parse().unwrap());
+        let via = r.top_via().unwrap();
+        assert_eq!(via.received(), Some("2001:db8::2"));
+        assert_eq!(via.rport(), Some(Some(5062)));
+    }
+
+    #[test]
+    fn no_via_is_refused() {
+        let text = "OPTIONS sip:b@example.com SIP/2.0\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        let Packet::Request(mut r) = Packet::parse(text.as_bytes()).unwrap() else {
+            unreachable!()
+        };
+        assert!(!stamp_received(&mut r, "192.0.2.1:5060".parse().unwrap()));
+    }
+
+    #[test]
+    fn outgoing() {
+        assert_eq!(
+            outgoing_via(Protocol::Tcp, "[::1]", 5070, "z9hG4bKabc"),
+            "SIP/2.0/TCP [::1]:5070;branch=z9hG4bKabc;rport"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! # sip-dispatch
+//!
+//! sip-dispatch moves SIP messages between *legs* (UDP, TCP and TLS sockets)
+//! and an *endpoint* (a user agent, a registrar, a stateless proxy). It
+//! retransmits what RFC 3261 says must be retransmitted, answers
+//! retransmitted requests from a response cache and turns a request URI into
+//! a leg and a destination address (RFC 3263).
+//!
+//! It is single-threaded: one dispatcher per thread (per core), on a
+//! hand-written event loop over [mio] with a hierarchical timer wheel.
+//!
+//! The crate is built bottom-up:
+//! - [`packet`]: the SIP message model (parse, inspect, edit, write);
+//! - [`eventloop`]: the [`Eventloop`](eventloop::Eventloop) trait, the mio
+//!   implementation, the timer wheel and virtual time for tests.
+#![warn(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod dispatcher;
+mod error;
+pub mod eventloop;
+pub mod leg;
+pub mod packet;
+
+pub use error::{Errno, Error};

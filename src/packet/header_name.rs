@@ -1,0 +1,243 @@
+//! Header names: the well-known ones, their compact forms, and which of them
+//! carry comma-separated lists.
+
+use std::fmt;
+
+macro_rules! known_headers {
+    ($( $variant:ident => $name:literal, $lower:literal, $compact:expr, $list:expr; )*) => {
+        /// A header name known to this crate.
+        ///
+        /// Lookup by name is case-insensitive and understands the compact
+        /// forms of RFC 3261 7.3.3 and later RFCs (`v` for Via, `i` for
+        /// Call-ID, `o` for Event ...). Headers that are not listed here are
+        /// still kept and can be looked up by their text.
+        ///
+        /// ```
+        /// use sip_dispatch::packet::HeaderName;
+        /// assert_eq!(HeaderName::parse("v"), Some(HeaderName::Via));
+        /// assert_eq!(HeaderName::parse("call-id"), Some(HeaderName::CallId));
+        /// assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+        /// ```
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum HeaderName {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $variant,
+            )*
+        }
+
+        const ALL: &[HeaderName] = &[$(HeaderName::$variant,)*];
+
+        impl HeaderName {
+            /// The canonical (long) spelling, as written in new headers.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(HeaderName::$variant => $name,)* }
+            }
+
+            /// The compact form, if the header has one.
+            pub const fn compact(self) -> Option<char> {
+                match self { $(HeaderName::$variant => $compact,)* }
+            }
+
+            /// Looks up a lower-case long name.
+            fn from_lower(name: &[u8]) -> Option<HeaderName> {
+                match name {
+                    $($lower => Some(HeaderName::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// Whether the header's value is a comma-separated list whose
+            /// elements may also be written as separate header lines
+            /// (RFC 3261 7.3.1): Via, Route, Contact, Allow, ...
+            pub const fn is_list(self) -> bool {
+                match self { $(HeaderName::$variant => $list,)* }
+            }
+        }
+    };
+}
+
+known_headers! {
+    Accept => "Accept", b"accept", None, true;
+    AcceptContact => "Accept-Contact", b"accept-contact", Some('a'), true;
+    AcceptEncoding => "Accept-Encoding", b"accept-encoding", None, true;
+    AcceptLanguage => "Accept-Language", b"accept-language", None, true;
+    AlertInfo => "Alert-Info", b"alert-info", None, true;
+    Allow => "Allow", b"allow", None, true;
+    AllowEvents => "Allow-Events", b"allow-events", Some('u'), true;
+    AuthenticationInfo => "Authentication-Info", b"authentication-info", None, false;
+    Authorization => "Authorization", b"authorization", None, false;
+    CallId => "Call-ID", b"call-id", Some('i'), false;
+    CallInfo => "Call-Info", b"call-info", None, true;
+    Contact => "Contact", b"contact", Some('m'), true;
+    ContentDisposition => "Content-Disposition", b"content-disposition", None, false;
+    ContentEncoding => "Content-Encoding", b"content-encoding", Some('e'), true;
+    ContentLanguage => "Content-Language", b"content-language", None, true;
+    ContentLength => "Content-Length", b"content-length", Some('l'), false;
+    ContentType => "Content-Type", b"content-type", Some('c'), false;
+    CSeq => "CSeq", b"cseq", None, false;
+    Date => "Date", b"date", None, false;
+    ErrorInfo => "Error-Info", b"error-info", None, true;
+    Event => "Event", b"event", Some('o'), false;
+    Expires => "Expires", b"expires", None, false;
+    From => "From", b"from", Some('f'), false;
+    Identity => "Identity", b"identity", Some('y'), false;
+    IdentityInfo => "Identity-Info", b"identity-info", Some('n'), false;
+    InReplyTo => "In-Reply-To", b"in-reply-to", None, true;
+    MaxForwards => "Max-Forwards", b"max-forwards", None, false;
+    MimeVersion => "MIME-Version", b"mime-version", None, false;
+    MinExpires => "Min-Expires", b"min-expires", None, false;
+    MinSe => "Min-SE", b"min-se", None, false;
+    Organization => "Organization", b"organization", None, false;
+    Path => "Path", b"path", None, true;
+    Priority => "Priority", b"priority", None, false;
+    ProxyAuthenticate => "Proxy-Authenticate", b"proxy-authenticate", None, false;
+    ProxyAuthorization => "Proxy-Authorization", b"proxy-authorization", None, false;
+    ProxyRequire => "Proxy-Require", b"proxy-require", None, true;
+    RAck => "RAck", b"rack", None, false;
+    Reason => "Reason", b"reason", None, true;
+    RecordRoute => "Record-Route", b"record-route", None, true;
+    ReferTo => "Refer-To", b"refer-to", Some('r'), false;
+    ReferredBy => "Referred-By", b"referred-by", Some('b'), false;
+    RejectContact => "Reject-Contact", b"reject-contact", Some('j'), true;
+    ReplyTo => "Reply-To", b"reply-to", None, false;
+    RequestDisposition => "Request-Disposition", b"request-disposition", Some('d'), true;
+    Require => "Require", b"require", None, true;
+    RetryAfter => "Retry-After", b"retry-after", None, false;
+    Route => "Route", b"route", None, true;
+    RSeq => "RSeq", b"rseq", None, false;
+    Server => "Server", b"server", None, false;
+    ServiceRoute => "Service-Route", b"service-route", None, true;
+    SessionExpires => "Session-Expires", b"session-expires", Some('x'), false;
+    Subject => "Subject", b"subject", Some('s'), false;
+    Supported => "Supported", b"supported", Some('k'), true;
+    Timestamp => "Timestamp", b"timestamp", None, false;
+    To => "To", b"to", Some('t'), false;
+    Unsupported => "Unsupported", b"unsupported", None, true;
+    UserAgent => "User-Agent", b"user-agent", None, false;
+    Via => "Via", b"via", Some('v'), true;
+    Warning => "Warning", b"warning", None, true;
+    WwwAuthenticate => "WWW-Authenticate", b"www-authenticate", None, false;
+}
+
+impl HeaderName {
+    /// Looks a name up, case-insensitively, in its long or compact form.
+    /// Returns `None` for names this crate does not know (they are still
+    /// usable as text).
+    pub fn parse(name: &str) -> Option<HeaderName> {
+        Self::from_bytes(name.as_bytes())
+    }
+
+    pub(crate) fn from_bytes(name: &[u8]) -> Option<HeaderName> {
+        if name.len() == 1 {
+            let c = name[0].to_ascii_lowercase() as char;
+            return ALL.iter().copied().find(|h| h.compact() == Some(c));
+        }
+        // Lower-case into a stack buffer and let the compiler's match on
+        // byte strings (length switch, then compares) find it: this runs
+        // for every header of every message.
+        let mut buf = [0u8; 24];
+        let lower = buf.get_mut(..name.len())?;
+        for (d, s) in lower.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        Self::from_lower(lower)
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Anything that names a header: a [`HeaderName`] or a `&str` (long or
+/// compact form, any case).
+pub trait AsHeaderName {
+    /// The known name, if it is one.
+    fn known(&self) -> Option<HeaderName>;
+    /// The text to compare with unknown header names (case-insensitively).
+    fn text(&self) -> &str;
+}
+
+impl AsHeaderName for HeaderName {
+    fn known(&self) -> Option<HeaderName> {
+        Some(*self)
+    }
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsHeaderName for &str {
+    fn known(&self) -> Option<HeaderName> {
+        HeaderName::parse(self)
+    }
+    fn text(&self) -> &str {
+        self
+    }
+}
+
+impl AsHeaderName for String {
+    fn known(&self) -> Option<HeaderName> {
+        HeaderName::parse(self)
+    }
+    fn text(&self) -> &str {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_forms() {
+        for (c, h) in [
+            ("i", HeaderName::CallId),
+            ("m", HeaderName::Contact),
+            ("f", HeaderName::From),
+            ("t", HeaderName::To),
+            ("v", HeaderName::Via),
+            ("l", HeaderName::ContentLength),
+            ("c", HeaderName::ContentType),
+            ("e", HeaderName::ContentEncoding),
+            ("k", HeaderName::Supported),
+            ("s", HeaderName::Subject),
+            ("o", HeaderName::Event),
+            ("u", HeaderName::AllowEvents),
+            ("r", HeaderName::ReferTo),
+            ("b", HeaderName::ReferredBy),
+            ("x", HeaderName::SessionExpires),
+            ("I", HeaderName::CallId),
+        ] {
+            assert_eq!(HeaderName::parse(c), Some(h), "{c}");
+        }
+        assert_eq!(HeaderName::parse("z"), None);
+    }
+
+    #[test]
+    fn long_forms_any_case() {
+        assert_eq!(
+            HeaderName::parse("MaX-fOrWaRdS"),
+            Some(HeaderName::MaxForwards)
+        );
+        assert_eq!(HeaderName::parse("cseq"), Some(HeaderName::CSeq));
+        assert_eq!(
+            HeaderName::parse("www-authenticate"),
+            Some(HeaderName::WwwAuthenticate)
+        );
+        assert_eq!(HeaderName::parse("X-Custom"), None);
+    }
+
+    #[test]
+    fn compact_letters_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for h in ALL {
+            if let Some(c) = h.compact() {
+                assert!(seen.insert(c), "compact form {c} used twice");
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Transaction keys (RFC 3261 17.1.3 and 17.2.3, with the RFC 2543
+//! fallback for branches without the magic cookie).
+
+use std::fmt::Write;
+
+use super::message::{Message, Packet, Request, Response};
+use super::method::Method;
+
+/// The method part of a transaction key: ACK maps to INVITE on the server
+/// side (an ACK for a non-2xx final response belongs to the INVITE's
+/// transaction); CANCEL keeps its own transaction.
+pub type KeyMethod = Method;
+
+/// A key that identifies a transaction, for matching requests to server
+/// transactions and responses to client transactions in O(1).
+///
+/// ```
+/// use sip_dispatch::packet::Packet;
+/// let invite = Packet::parse(b"INVITE sip:b@example.com SIP/2.0\r\n\
+///     Via: SIP/2.0/UDP a.example.com:5060;branch=z9hG4bKx1\r\n\
+///     From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n\
+///     Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").unwrap();
+/// let ack = Packet::parse(b"ACK sip:b@example.com SIP/2.0\r\n\
+///     Via: SIP/2.0/UDP A.EXAMPLE.COM:5060;branch=z9hG4bKx1\r\n\
+///     From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\n\
+///     Call-ID: c1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").unwrap();
+/// // The ACK of a non-2xx final response matches the INVITE server transaction.
+/// assert_eq!(invite.server_key(), ack.server_key());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TransactionKey {
+    id: Box<str>,
+    method: KeyMethod,
+}
+
+impl TransactionKey {
+    /// The method part.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// A client key from a branch and method: what a client transaction
+    /// registers when it sends a request with that branch.
+    pub fn client(branch: &str, method: Method) -> TransactionKey {
+        TransactionKey {
+            id: branch.into(),
+            method,
+        }
+    }
+}
+
+impl Request {
+    /// The key of the server transaction this request belongs to
+    /// (RFC 3261 17.2.3): top Via branch and sent-by, and the method (ACK
+    /// counts as INVITE). Without the magic cookie, the RFC 2543 rule
+    /// (From tag, Call-ID, CSeq number and the top Via; the To tag is left
+    /// out because an ACK carries the tag the server added, and the
+    /// Request-URI because a response does not carry it). `None` when the
+    /// request has no usable Via.
+    pub fn server_key(&self) -> Option<TransactionKey> {
+        let method = match self.method() {
+            Method::Ack => Method::Invite,
+            m => m.clone(),
+        };
+        server_key(self, method)
+    }
+
+    /// The key of the client transaction this request starts: its top Via
+    /// branch and its method (RFC 3261 17.1.3).
+    pub fn client_key(&self) -> Option<TransactionKey> {
+        client_key(self, self.method().clone())
+    }
+}
+
+impl Response {
+    /// The key of the client transaction this response belongs to: top Via
+    /// branch and CSeq method (RFC 3261 17.1.3).
+    pub fn client_key(&self) -> Option<TransactionKey> {
+        client_key(self, self.cseq().ok()?.method)
+    }
+
+    /// The key of the server transaction that sends this response: the
+    /// same as [`Request::server_key`] of the request it answers (the Via
+    /// headers are copied into responses).
+    pub fn server_key(&self) -> Option<TransactionKey> {
+        server_key(self, self.cseq().ok()?.method)
+    }
+}
+
+fn server_key(msg: &Message, method: Method) -> Option<TransactionKey> {
+    let via = msg.top_via().ok()?;
+    let mut id = String::with_capacity(64);
+    if via.has_rfc3261_branch() {
+        id.push_str(via.branch().unwrap_or(""));
+        id.push('\0');
+        for c in via.host().chars() {
+            id.push(c.to_ascii_lowercase());
+        }
+        if let Some(p) = via.port() {
+            let _ = write!(id, ":{p}");
+        }
+    } else {
+        let _ = write!(
+            id,
+            "2543\0{}\0{}\0{}\0{}",
+            msg.from_tag().unwrap_or(""),
+            msg.call_id().unwrap_or(""),
+            msg.cseq().map(|c| c.number).unwrap_or(0),
+            msg.headers().get(super::HeaderName::Via).unwrap_or(""),
+        );
+    }
+    Some(TransactionKey {
+        id: id.into(),
+        method,
+    })
+}
+
+fn client_key(msg: &Message, method: Method) -> Option<TransactionKey> {
+    let via = msg.top_via().ok()?;
+    let branch = via.branch()?;
+    Some(TransactionKey {
+        id: branch.into(),
+        method,
+    })
+}
+
+impl Packet {
+    /// The server transaction key of a request (see
+    /// [`Request::server_key`]); `None` for responses.
+    pub fn server_key(&self) -> Option<TransactionKey> {
+        self.as_request()?.server_key()
+    }
+
+    /// The client transaction key: of the request, or of the request a
+    /// response answers.
+    pub fn client_key(&self) -> Option<TransactionKey> {
+        match self {
+            Packet::Request(r) => r.client_key(),
+            Packet::Response(r) => r.client_key(),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Small lexical helpers shared by the header parsers: tokens, linear white
+//! space, comma lists and `;name=value` parameters (RFC 3261 25.1).
+
+use std::borrow::Cow;
+
+/// `token` characters of RFC 3261 25.1.
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Whether the whole string is a non-empty token.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// Linear white space: SP, HTAB, and the CR/LF of a fold.
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Trims linear white space on both ends.
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// Splits a header value at the commas that separate list elements,
+/// ignoring commas inside quoted strings and inside `<...>`. Empty elements
+/// (`a,,b`) are skipped; elements are trimmed.
+pub(crate) fn split_list(value: &str) -> ListIter<'_> {
+    ListIter { rest: value }
+}
+
+/// Iterator returned by [`split_list`].
+#[derive(Clone, Debug)]
+pub(crate) struct ListIter<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for ListIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let end = find_unquoted(self.rest, b',').unwrap_or(self.rest.len());
+            let item = trim_lws(&self.rest[..end]);
+            self.rest = self.rest.get(end + 1..).unwrap_or("");
+            if !item.is_empty() {
+                return Some(item);
+            }
+        }
+    }
+}
+
+/// Finds the first `needle` outside quoted strings and angle brackets.
+pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut in_quotes = false;
+    let mut in_angle = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_quotes {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_quotes = false,
+                _ => {}
+            }
+        } else if in_angle {
+            if b == b'>' {
+                in_angle = false;
+            }
+        } else if b == needle {
+            return Some(i);
+        } else if b == b'"' {
+            in_quotes = true;
+        } else if b == b'<' {
+            in_angle = true;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Iterates `;name[=value]` parameters. `s` starts at the first `;` (or is
+/// empty). Names and values are trimmed of LWS; a quoted value keeps its
+/// quotes (use [`unquote`]). Empty parameters (`;;`) are skipped.
+pub(crate) fn params(s: &str) -> Params<'_> {
+    Params { rest: s }
+}
+
+/// `;name[=value]` parameters of a header value or URI, in order.
+#[derive(Clone, Debug)]
+pub struct Params<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Params<'a> {
+    /// Finds a parameter by name (case-insensitive). `Some(None)` for a
+    /// parameter without a value (`;lr`).
+    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        self.clone()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = (&'a str, Option<&'a str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let s = trim_lws(self.rest);
+            let s = s.strip_prefix(';').unwrap_or(s);
+            if s.is_empty() {
+                self.rest = "";
+                return None;
+            }
+            let end = find_unquoted(s, b';').unwrap_or(s.len());
+            let item = &s[..end];
+            self.rest = &s[end..];
+            let (name, value) = match item.find('=') {
+                Some(eq) => (trim_lws(&item[..eq]), Some(trim_lws(&item[eq + 1..]))),
+                None => (trim_lws(item), None),
+            };
+            if !name.is_empty() {
+                return Some((name, value));
+            }
+        }
+    }
+}
+
+/// Removes the quotes of a quoted string and its backslash escapes.
+pub fn unquote(s: &str) -> Cow<'_, str> {
+    let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
+        return Cow::Borrowed(s);
+    };
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a quoted string starting at `s[0] == '"'` is terminated; returns
+/// the index just past the closing quote.
+pub(crate) fn quoted_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Decodes `%XX` escapes. Invalid escapes are kept as written (RFC 4475
+/// 3.1.1.5: a `%` that is not an escape is taken literally by tolerant
+/// parsers). Returns bytes because an escape may produce any octet (`%00`).
+pub fn percent_decode(s: &str) -> Cow<'_, [u8]> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s.as_bytes());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Replaces the CRLFs of folded lines so that the value reads as one line
+/// (RFC 3261 7.3.1: a fold is equivalent to a single space).
+pub(crate) fn unfold(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(pos) = rest.find('\n') {
+        let line = rest[..pos].strip_suffix('\r').unwrap_or(&rest[..pos]);
+        out.push_str(line);
+        rest = &rest[pos + 1..];
+        // The whitespace that starts the continuation line stays: it is the
+        // single LWS that the fold stands for.
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_splitting_respects_quotes_and_brackets() {
+        let v = r#""Doe, John" <sip:a@b;x=1,2>;q=0.5 , <sip:c@d>,,  sip:e@f"#;
+        let items: Vec<_> = split_list(v).collect();
+        assert_eq!(
+            items,
+            vec![
+                r#""Doe, John" <sip:a@b;x=1,2>;q=0.5"#,
+                "<sip:c@d>",
+                "sip:e@f"
+            ]
+        );
+    }
+
+    #[test]
+    fn escaped_quote_inside_quotes() {
+        let v = r#""a \", b" <sip:x@y>, <sip:z@w>"#;
+        assert_eq!(split_list(v).count(), 2);
+    }
+
+    #[test]
+    fn params_with_lws() {
+        let p: Vec<_> = params(" ;   tag    = 1918181833n ;lr; ;x=\"a;b\"").collect();
+        assert_eq!(
+            p,
+            vec![
+                ("tag", Some("1918181833n")),
+                ("lr", None),
+                ("x", Some("\"a;b\""))
+            ]
+        );
+        assert_eq!(params(";Branch=z9").get("branch"), Some(Some("z9")));
+        assert_eq!(params(";lr").get("lr"), Some(None));
+        assert_eq!(params(";lr").get("x"), None);
+    }
+
+    #[test]
+    fn unquote_escapes() {
+        assert_eq!(unquote(r#""J Rosenberg \\\"""#), r#"J Rosenberg \""#);
+        assert_eq!(unquote("plain"), "plain");
+    }
+
+    #[test]
+    fn percent() {
+        assert_eq!(&*percent_decode("%75se%72"), b"user");
+        assert_eq!(&*percent_decode("null-%00-null"), b"null-\0-null");
+        assert_eq!(&*percent_decode("100%"), b"100%");
+        assert_eq!(&*percent_decode("%zz%4"), b"%zz%4");
+    }
+
+    #[test]
+    fn unfolding() {
+        assert_eq!(
+            unfold("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2"),
+            "SIP  /   2.0 /UDP    192.0.2.2"
+        );
+    }
+}

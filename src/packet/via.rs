@@ -1,0 +1,259 @@
+//! The Via header (RFC 3261 20.42, RFC 3581).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use super::HeaderError;
+use super::text::{Params, is_lws, is_token, params, trim_lws};
+use super::uri::parse_hostport;
+
+/// The magic cookie that starts RFC 3261 branch parameters.
+pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// One Via value, borrowed from the message.
+///
+/// ```
+/// use sip_dispatch::packet::Via;
+/// let via = Via::parse("SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK776;rport").unwrap();
+/// assert_eq!(via.transport(), "UDP");
+/// assert_eq!(via.host(), "192.0.2.1");
+/// assert_eq!(via.port(), Some(5062));
+/// assert_eq!(via.branch(), Some("z9hG4bK776"));
+/// assert_eq!(via.rport(), Some(None));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    protocol: &'a str,
+    version: &'a str,
+    transport: &'a str,
+    host: &'a str,
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    params: &'a str,
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value (not a comma list). Linear white space is
+    /// allowed around `/`, `:` and `;` as RFC 3261 permits.
+    pub fn parse(value: &'a str) -> Result<Via<'a>, HeaderError> {
+        let err = |reason| HeaderError {
+            header: "Via",
+            reason,
+        };
+        let (protocol, rest) = split_at_byte(value, b'/').ok_or(err("missing protocol name"))?;
+        let (version, rest) = split_at_byte(rest, b'/').ok_or(err("missing protocol version"))?;
+        let rest = trim_lws(rest);
+        let t_end = rest
+            .bytes()
+            .position(is_lws)
+            .ok_or(err("missing sent-by"))?;
+        let transport = &rest[..t_end];
+        let protocol = trim_lws(protocol);
+        let version = trim_lws(version);
+        if !is_token(protocol) || !is_token(version) || !is_token(transport) {
+            return Err(err("invalid sent-protocol"));
+        }
+        let rest = trim_lws(&rest[t_end..]);
+        let p_start = rest.find(';').unwrap_or(rest.len());
+        let sent_by = trim_lws(&rest[..p_start]);
+        let (host, ip, port) = parse_hostport(sent_by).map_err(|e| err(e.0))?;
+        let params_str = &rest[p_start..];
+        for (name, value) in params(params_str) {
+            if !is_token(name) {
+                return Err(err("invalid parameter name"));
+            }
+            if name.eq_ignore_ascii_case("rport") {
+                if let Some(v) = value {
+                    v.parse::<u16>().map_err(|_| err("invalid rport"))?;
+                }
+            }
+        }
+        // Anything between the parameters must be parameters: `;;,;` junk
+        // leaves an empty name, which `params` skips, so look for stray
+        // characters explicitly.
+        if params_str
+            .split(';')
+            .skip(1)
+            .any(|p| trim_lws(p).is_empty())
+            && !params_str.is_empty()
+        {
+            return Err(err("empty parameter"));
+        }
+        Ok(Via {
+            protocol,
+            version,
+            transport,
+            host,
+            ip,
+            port,
+            params: params_str,
+        })
+    }
+
+    /// The protocol name, normally `SIP`.
+    pub fn protocol(&self) -> &'a str {
+        self.protocol
+    }
+
+    /// The protocol version, normally `2.0`.
+    pub fn version(&self) -> &'a str {
+        self.version
+    }
+
+    /// The transport as written (`UDP`, `TCP`, `TLS`, ...).
+    pub fn transport(&self) -> &'a str {
+        self.transport
+    }
+
+    /// The sent-by host as written (IPv6 in brackets).
+    pub fn host(&self) -> &'a str {
+        self.host
+    }
+
+    /// The sent-by host's IP address, when it is an IP literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    /// The sent-by port, if written.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// All parameters.
+    pub fn params(&self) -> Params<'a> {
+        params(self.params)
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params().get("branch").flatten()
+    }
+
+    /// Whether the branch is an RFC 3261 transaction id: the magic cookie
+    /// followed by an identifier. A bare `z9hG4bK` identifies nothing
+    /// (RFC 4475 3.2.1): transactions fall back to RFC 2543 matching.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| {
+            b.len() > BRANCH_MAGIC_COOKIE.len() && b.starts_with(BRANCH_MAGIC_COOKIE)
+        })
+    }
+
+    /// The `received` parameter.
+    pub fn received(&self) -> Option<&'a str> {
+        self.params().get("received").flatten()
+    }
+
+    /// The `rport` parameter: `None` when absent, `Some(None)` when present
+    /// without a value (a request asking for it), `Some(Some(port))` when
+    /// filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params()
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params().get("maddr").flatten()
+    }
+
+    /// The `ttl` parameter.
+    pub fn ttl(&self) -> Option<u8> {
+        self.params()
+            .get("ttl")
+            .flatten()
+            .and_then(|t| t.parse().ok())
+    }
+
+    /// The sent-by as `host[:port]`, used in transaction keys.
+    pub fn sent_by(&self) -> SentBy<'a> {
+        SentBy {
+            host: self.host,
+            port: self.port,
+        }
+    }
+}
+
+/// The sent-by part of a Via, for display and comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentBy<'a> {
+    /// Host as written.
+    pub host: &'a str,
+    /// Port, if written.
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for SentBy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|c| c == b)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tortuous_via() {
+        let v = Via::parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(
+            (v.protocol(), v.version(), v.transport()),
+            ("SIP", "2.0", "UDP")
+        );
+        assert_eq!(v.host(), "192.0.2.2");
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.has_rfc3261_branch());
+        let v =
+            Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9hG4bK9ikj8")
+                .unwrap();
+        assert_eq!(v.host(), "spindle.example.com");
+        assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+        assert!(v.has_rfc3261_branch());
+    }
+
+    #[test]
+    fn cookie_without_identifier_is_not_an_rfc3261_branch() {
+        // RFC 4475 3.2.1: "it provides no identifier".
+        let v = Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK").unwrap();
+        assert_eq!(v.branch(), Some("z9hG4bK"));
+        assert!(!v.has_rfc3261_branch());
+        let v = Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx").unwrap();
+        assert!(v.has_rfc3261_branch());
+    }
+
+    #[test]
+    fn ipv6_sent_by() {
+        let v = Via::parse(
+            "SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas3-111;received=[2001:db8::9:255]",
+        )
+        .unwrap();
+        assert_eq!(v.ip(), Some("2001:db8::9:1".parse().unwrap()));
+        assert_eq!(v.port(), Some(5070));
+        assert_eq!(v.received(), Some("[2001:db8::9:255]"));
+        assert_eq!(v.sent_by().to_string(), "[2001:db8::9:1]:5070");
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            "SIP/2.0/UDP",
+            "SIP/2.0 host",
+            "SIP/2.0/UDP host:abc",
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/2.0/UDP [2001:db8::1;branch=x",
+            "SIP/2.0/UDP host;rport=x",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
