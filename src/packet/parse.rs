@@ -40,7 +40,7 @@ struct Line {
 }
 
 fn next_line(bytes: &[u8], pos: usize) -> Line {
-    match bytes[pos..].iter().position(|&b| b == b'\n') {
+    match find_newline(&bytes[pos..]) {
         Some(i) => {
             let nl = pos + i;
             let end = if nl > pos && bytes[nl - 1] == b'\r' {
@@ -62,6 +62,30 @@ fn next_line(bytes: &[u8], pos: usize) -> Line {
     }
 }
 
+/// Index of the first LF, eight bytes at a time (the classic "has zero
+/// byte" test on the word XORed with the pattern).
+fn find_newline(h: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const PATTERN: u64 = LO * b'\n' as u64;
+    let mut chunks = h.chunks_exact(8);
+    for (n, chunk) in chunks.by_ref().enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ PATTERN;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
+        }
+    }
+    let done = h.len() - chunks.remainder().len();
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| done + p)
+}
+
 fn trim_wsp_end(bytes: &[u8], start: usize, mut end: usize) -> usize {
     while end > start && matches!(bytes[end - 1], b' ' | b'\t') {
         end -= 1;
@@ -71,12 +95,12 @@ fn trim_wsp_end(bytes: &[u8], start: usize, mut end: usize) -> usize {
 
 /// Parses Content-Length's value; `None` if it is not a plain number.
 /// Never overflows: values are saturated, then checked against the limit.
-fn content_length_value(v: &str) -> Option<usize> {
-    let v = v.trim_matches([' ', '\t']);
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+fn content_length_value(v: &[u8]) -> Option<usize> {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(v.bytes().fold(0usize, |acc, b| {
+    Some(v.iter().fold(0usize, |acc, b| {
         acc.saturating_mul(10).saturating_add((b - b'0') as usize)
     }))
 }
@@ -111,18 +135,16 @@ pub(crate) fn parse(
     }
 
     // Header lines: spans only; the text is validated as UTF-8 once below.
-    struct RawField {
-        name: (usize, usize),
-        value: (usize, usize),
-        raw: (usize, usize),
-        folded: bool,
-    }
-    let mut raw_fields: Vec<RawField> = Vec::with_capacity(16);
+    let mut fields: Vec<Field> = Vec::with_capacity(16);
+    let mut folded_any = false;
     let mut bad_line: Option<usize> = None;
+    let mut declared: Option<usize> = None;
+    let mut framing_error: Option<ParseErrorKind> = None;
     let mut pos = start_line.next;
     let mut head_end = bytes.len();
     let mut line_no = 1;
     let mut saw_blank = false;
+    let span = |a: usize, b: usize| Text::Span(a as u32, b as u32);
     while pos < bytes.len() {
         let line = next_line(bytes, pos);
         line_no += 1;
@@ -133,18 +155,22 @@ pub(crate) fn parse(
         }
         if matches!(bytes[line.start], b' ' | b'\t') {
             // A folded continuation of the previous header.
-            match raw_fields.last_mut() {
-                Some(f) => {
-                    f.value.1 = trim_wsp_end(bytes, line.start, line.end).max(f.value.1);
-                    f.raw.1 = line.next;
-                    f.folded = true;
-                    if f.raw.1 - f.raw.0 > limits.max_line_length {
+            match fields.last_mut() {
+                Some(Field {
+                    value: Text::Span(_, ve),
+                    raw: Some((rs, re)),
+                    ..
+                }) => {
+                    *ve = (trim_wsp_end(bytes, line.start, line.end) as u32).max(*ve);
+                    *re = line.next as u32;
+                    folded_any = true;
+                    if (*re - *rs) as usize > limits.max_line_length {
                         return Err(ParseError::new(ParseErrorKind::LimitExceeded(
                             Limit::LineLength,
                         )));
                     }
                 }
-                None => bad_line = bad_line.or(Some(line_no)),
+                _ => bad_line = bad_line.or(Some(line_no)),
             }
             pos = line.next;
             continue;
@@ -154,7 +180,7 @@ pub(crate) fn parse(
                 Limit::LineLength,
             )));
         }
-        if raw_fields.len() >= limits.max_headers {
+        if fields.len() >= limits.max_headers {
             return Err(ParseError::new(ParseErrorKind::LimitExceeded(
                 Limit::HeaderCount,
             )));
@@ -171,11 +197,12 @@ pub(crate) fn parse(
                     vs += 1;
                 }
                 let ve = trim_wsp_end(bytes, vs, line.end);
-                raw_fields.push(RawField {
-                    name: (line.start, ne),
-                    value: (vs, ve),
-                    raw: (line.start, line.next),
-                    folded: false,
+                let id = HeaderName::from_bytes(&bytes[line.start..ne]);
+                fields.push(Field {
+                    name: span(line.start, ne),
+                    value: span(vs, ve),
+                    id,
+                    raw: Some((line.start as u32, line.next as u32)),
                 });
             }
             _ => bad_line = bad_line.or(Some(line_no)),
@@ -186,17 +213,25 @@ pub(crate) fn parse(
         return Err(ParseError::new(ParseErrorKind::Incomplete));
     }
 
-    // Content-Length and the end of the message.
-    let head_text = std::str::from_utf8(&bytes[..head_end])
-        .map_err(|_| ParseError::new(ParseErrorKind::InvalidUtf8))?;
-    let mut declared: Option<usize> = None;
-    let mut framing_error: Option<ParseErrorKind> = None;
-    for f in &raw_fields {
-        let name = &head_text[f.name.0..f.name.1];
-        if HeaderName::parse(name) != Some(HeaderName::ContentLength) {
-            continue;
+    // Content-Length (ASCII: no need for the text yet) and the end of the
+    // message.
+    for f in fields
+        .iter()
+        .filter(|f| f.id == Some(HeaderName::ContentLength))
+    {
+        let Text::Span(a, b) = f.value else { continue };
+        // A folded value spans line ends: they are white space here.
+        let raw: Vec<u8>;
+        let mut value = &bytes[a as usize..b as usize];
+        if value.contains(&b'\n') {
+            raw = value
+                .iter()
+                .copied()
+                .filter(|c| !matches!(c, b'\r' | b'\n'))
+                .collect();
+            value = &raw;
         }
-        match content_length_value(&head_text[f.value.0..f.value.1]) {
+        match content_length_value(value) {
             None => framing_error = framing_error.or(Some(ParseErrorKind::InvalidContentLength)),
             Some(n) if declared.is_some_and(|d| d != n) => {
                 framing_error = framing_error.or(Some(ParseErrorKind::ConflictingContentLength))
@@ -235,37 +270,33 @@ pub(crate) fn parse(
     };
     let msg_end = head_end + body_len;
 
-    // One allocation for headers and body when the body is UTF-8 too.
-    let (src, body): (Rc<str>, Body) = match std::str::from_utf8(&bytes[head_end..msg_end]) {
-        Ok(_) => {
-            let mut s = String::with_capacity(msg_end);
-            s.push_str(head_text);
-            s.push_str(std::str::from_utf8(&bytes[head_end..msg_end]).unwrap_or(""));
-            (Rc::from(s), Body::Span(head_end as u32, msg_end as u32))
+    // One validation, and one allocation for headers and body when the
+    // body is UTF-8 too (the usual case: SDP is text).
+    let (src, body): (Rc<str>, Body) = match std::str::from_utf8(&bytes[..msg_end]) {
+        Ok(text) => (Rc::from(text), Body::Span(head_end as u32, msg_end as u32)),
+        Err(e) if e.valid_up_to() >= head_end => {
+            let head = std::str::from_utf8(&bytes[..head_end])
+                .map_err(|_| ParseError::new(ParseErrorKind::InvalidUtf8))?;
+            (
+                Rc::from(head),
+                Body::Bytes(Rc::from(&bytes[head_end..msg_end])),
+            )
         }
-        Err(_) => (
-            Rc::from(head_text),
-            Body::Bytes(Rc::from(&bytes[head_end..msg_end])),
-        ),
+        Err(_) => return Err(ParseError::new(ParseErrorKind::InvalidUtf8)),
     };
-
-    let fields: Vec<Field> = raw_fields
-        .iter()
-        .map(|f| {
-            let name_text = &head_text[f.name.0..f.name.1];
-            let value = if f.folded {
-                Text::Owned(super::text::unfold(&head_text[f.value.0..f.value.1]).into())
-            } else {
-                Text::Span(f.value.0 as u32, f.value.1 as u32)
-            };
-            Field {
-                name: Text::Span(f.name.0 as u32, f.name.1 as u32),
-                value,
-                id: HeaderName::parse(name_text),
-                raw: Some((f.raw.0 as u32, f.raw.1 as u32)),
+    // A second handle on the text, so that `src` can move into the message.
+    let text = src.clone();
+    let head_text: &str = &text[..head_end];
+    if folded_any {
+        for f in &mut fields {
+            if let Text::Span(a, b) = f.value {
+                let v = &head_text[a as usize..b as usize];
+                if v.contains('\n') {
+                    f.value = Text::Owned(super::text::unfold(v).into());
+                }
             }
-        })
-        .collect();
+        }
+    }
     let msg = Message {
         headers: Headers::new(src, fields),
         body,
@@ -514,9 +545,7 @@ fn stream_content_length(head: &[u8]) -> Result<usize, ParseError> {
             value.extend_from_slice(&head[cont.start..cont.end]);
             pos = cont.next;
         }
-        let n = std::str::from_utf8(&value)
-            .ok()
-            .and_then(content_length_value)
+        let n = content_length_value(&value)
             .ok_or(ParseError::new(ParseErrorKind::InvalidContentLength))?;
         if found.is_some_and(|f| f != n) {
             return Err(ParseError::new(ParseErrorKind::ConflictingContentLength));
@@ -529,6 +558,21 @@ fn stream_content_length(head: &[u8]) -> Result<usize, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_newline_matches_a_plain_search() {
+        let mut data = vec![b'a'; 40];
+        assert_eq!(find_newline(&data), None);
+        for at in 0..40 {
+            data[at] = b'\n';
+            assert_eq!(find_newline(&data), Some(at));
+            for start in 0..=at {
+                assert_eq!(find_newline(&data[start..]), Some(at - start));
+            }
+            data[at] = 0x8a; // a high byte with the low bits of LF
+        }
+        assert_eq!(find_newline(&data), None);
+    }
 
     #[test]
     fn white_space_in_the_request_uri_is_a_uri_error() {
