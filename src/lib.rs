@@ -21,5 +21,6 @@ mod error;
 pub mod eventloop;
 pub mod leg;
 pub mod packet;
+pub mod ua;
 
 pub use error::{Errno, Error};

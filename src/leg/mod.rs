@@ -448,6 +448,13 @@ impl Leg {
                 }
             }
         };
+        // Events deferred to the old loop's next turn belong to the old
+        // sink too; and the flag that a flush is armed must not outlive
+        // the attachment (that loop may never run again, and a set flag
+        // would keep the next attachment from arming its own flush).
+        let mut events = events;
+        events.splice(0..0, std::mem::take(&mut *self.inner.deferred.borrow_mut()));
+        self.inner.deferred_armed.set(false);
         // Pending sends on closed connections fail; nobody listens any more
         // except through the sink we just removed, so report to it once.
         for ev in events {
@@ -472,12 +479,29 @@ impl Leg {
     }
 
     /// Writes a request with this leg's Via on top (branch chosen by the
-    /// caller, sent-by and transport by the leg, a valueless `rport`).
+    /// caller, sent-by and transport by the leg, a valueless `rport`). An
+    /// INVITE without Contact gets one naming this leg (the user part of
+    /// From), as Net::SIP's legs do: only the leg knows its address towards
+    /// the destination.
     pub fn prepare_request(&self, request: &Request, branch: &str, dst: &Destination) -> Vec<u8> {
         let host = self.via_host_for(dst.addr.ip());
         let via = via::outgoing_via(self.inner.proto, &host, self.inner.local.port(), branch);
         let mut out = Vec::with_capacity(request.headers().len() * 40 + request.body().len() + 128);
-        request.write_with_top_header(&mut out, "Via", &via);
+        let needs_contact = *request.method() == crate::packet::Method::Invite
+            && !request
+                .headers()
+                .contains(crate::packet::HeaderName::Contact);
+        if needs_contact {
+            let user = request
+                .from()
+                .ok()
+                .and_then(|f| f.uri().ok())
+                .and_then(|u| u.as_sip().and_then(|s| s.user().map(str::to_owned)));
+            let contact = format!("<{}>", self.contact(user.as_deref(), dst.addr.ip()));
+            request.write_with_top_headers(&mut out, &[("Via", &via), ("Contact", &contact)]);
+        } else {
+            request.write_with_top_headers(&mut out, &[("Via", &via)]);
+        }
         out
     }
 

@@ -39,6 +39,25 @@ impl TransactionKey {
         &self.method
     }
 
+    /// The same transaction identity with another method: the INVITE
+    /// transaction a CANCEL names has the CANCEL's key with method INVITE
+    /// (RFC 3261 9.2).
+    ///
+    /// ```
+    /// use sip_dispatch::packet::{Method, Packet};
+    /// let cancel = Packet::parse(b"CANCEL sip:b@example.com SIP/2.0\r\n\
+    ///     Via: SIP/2.0/UDP a.example.com;branch=z9hG4bKc1\r\nFrom: <sip:a@example.com>;tag=1\r\n\
+    ///     To: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n").unwrap();
+    /// let invite_key = cancel.server_key().unwrap().with_method(Method::Invite);
+    /// assert_eq!(invite_key.method(), &Method::Invite);
+    /// ```
+    pub fn with_method(&self, method: Method) -> TransactionKey {
+        TransactionKey {
+            id: self.id.clone(),
+            method,
+        }
+    }
+
     /// A client key from a branch and method: what a client transaction
     /// registers when it sends a request with that branch.
     pub fn client(branch: &str, method: Method) -> TransactionKey {

@@ -347,18 +347,19 @@ impl Request {
         out
     }
 
-    /// Writes the request with one more header line on top of the header
+    /// Writes the request with more header lines on top of the header
     /// section, without changing the request: how a transport adds its Via
-    /// to a queued request. Every other line keeps its bytes.
+    /// (and a missing Contact) to a queued request. Every other line keeps
+    /// its bytes.
     ///
     /// ```
     /// use sip_dispatch::packet::{Method, Request};
     /// let req = Request::new(Method::Options, "sip:b@192.0.2.4".parse().unwrap());
     /// let mut out = Vec::new();
-    /// req.write_with_top_header(&mut out, "Via", "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport");
+    /// req.write_with_top_headers(&mut out, &[("Via", "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport")]);
     /// assert!(out.starts_with(b"OPTIONS sip:b@192.0.2.4 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport\r\n"));
     /// ```
-    pub fn write_with_top_header(&self, out: &mut Vec<u8>, name: &str, value: &str) {
+    pub fn write_with_top_headers(&self, out: &mut Vec<u8>, headers: &[(&str, &str)]) {
         match self.line {
             Some((a, b)) => {
                 out.extend_from_slice(&self.msg.headers.src.as_bytes()[a as usize..b as usize])
@@ -372,10 +373,12 @@ impl Request {
             }
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        for (name, value) in headers {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         self.msg.write_headers_and_body(out);
     }
 }
