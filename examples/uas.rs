@@ -1,0 +1,447 @@
+//! A user agent server: answers OPTIONS, MESSAGE, INFO and REGISTER with
+//! 200, rings and answers INVITEs (or rejects them with `--final`),
+//! handles CANCEL and BYE, and prints one line per finished transaction:
+//! `METHOD CALL-ID -> CODE`.
+//!
+//! ```text
+//! uas [--listen SPEC]... [--answer-after-ms N] [--final CODE] [--t1-ms N] [--t2-ms N]
+//! ```
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{Args, flag_name};
+use sip_dispatch::dispatcher::{
+    DeliverOptions, DeliveryOutcome, Dispatcher, DispatcherOptions, LegId,
+};
+use sip_dispatch::eventloop::{Eventloop, MioEventloop, TimerId, When};
+use sip_dispatch::leg::{Leg, Source};
+use sip_dispatch::packet::{HeaderName, Method, Packet, Request, Response, TransactionKey};
+use sip_dispatch::ua::{self, Dialog};
+
+const USAGE: &str = "[--listen SPEC]... [--answer-after-ms N] [--final CODE] [--t1-ms N] [--t2-ms N]
+  SPEC is [udp:|tcp:]HOST:PORT (IPv6 as [::1]:5060; port 0 picks a free port); default udp:127.0.0.1:5060.
+  INVITE: 100 and 180 at once, then after --answer-after-ms (default 0) 200 with SDP, or --final CODE.";
+
+/// Extensions this UAS supports (for Require, RFC 3261 8.2.2.3).
+const SUPPORTED: &[&str] = &[];
+
+struct Config {
+    answer_after: Duration,
+    final_code: Option<u16>,
+}
+
+/// An INVITE this UAS has not answered finally yet, or a call.
+struct Call {
+    invite: Request,
+    to_tag: String,
+    leg: LegId,
+    from: Source,
+    answer_timer: Option<TimerId>,
+    answered: bool,
+    ended: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// By Call-ID.
+    calls: HashMap<String, Call>,
+    /// INVITE server transactions not finally answered: CANCEL finds them.
+    pending: HashMap<TransactionKey, String>,
+}
+
+fn print_line(method: &str, call_id: &str, code: u16) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{method} {call_id} -> {code}");
+    let _ = out.flush();
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        _ => "Final",
+    }
+}
+
+fn sdp(leg: &Leg, from: &Source) -> String {
+    let ip = leg.local_addr_for(from.addr.ip()).ip();
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\no=uas 1 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+/// Sends a response to `req` (routed by the dispatcher's server
+/// transaction) and prints the line when it is final.
+fn respond(
+    d: &Dispatcher,
+    req: &Request,
+    code: u16,
+    tag: Option<&str>,
+    extra: impl FnOnce(&mut Response),
+) {
+    let mut resp = Response::for_request(req, code, reason(code));
+    if let Some(tag) = tag {
+        resp.set_to_tag(tag);
+    }
+    extra(&mut resp);
+    if let Err(e) = d.deliver(resp, DeliverOptions::default()) {
+        log::warn!("cannot send {code}: {e}");
+    }
+    if code >= 200 {
+        print_line(req.method().as_str(), req.call_id().unwrap_or(""), code);
+    }
+}
+
+fn contact_for(d: &Dispatcher, leg: LegId, from: &Source) -> Option<String> {
+    Some(format!(
+        "<{}>",
+        d.leg(leg)?.contact(Some("uas"), from.addr.ip())
+    ))
+}
+
+fn handle(
+    d: &Dispatcher,
+    state: &Rc<RefCell<State>>,
+    cfg: &Rc<Config>,
+    req: Request,
+    leg: LegId,
+    from: &Source,
+) {
+    let method = req.method().clone();
+    if method == Method::Ack {
+        if let Some(call) = state
+            .borrow_mut()
+            .calls
+            .get_mut(req.call_id().unwrap_or(""))
+        {
+            log::info!("ACK for {}", req.call_id().unwrap_or(""));
+            call.answered = true;
+        }
+        return;
+    }
+    // Policy checks the dispatcher leaves to the user agent (RFC 3261
+    // 8.2.2.1, 8.2.2.3, 8.2.3; RFC 4475 3.3).
+    if req.uri().as_sip().is_none() {
+        respond(d, &req, 416, Some(&ua::new_tag()), |_| {});
+        return;
+    }
+    let unsupported: Vec<String> = req
+        .unsupported_require(SUPPORTED)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if !unsupported.is_empty() {
+        respond(d, &req, 420, Some(&ua::new_tag()), |r| {
+            r.headers_mut().push("Unsupported", &unsupported.join(", "))
+        });
+        return;
+    }
+    match method {
+        Method::Options | Method::Message | Method::Info => {
+            respond(d, &req, 200, Some(&ua::new_tag()), |r| {
+                if method == Method::Options {
+                    r.headers_mut().push(
+                        "Allow",
+                        "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, REGISTER",
+                    );
+                }
+            });
+        }
+        Method::Register => {
+            let contacts: Vec<String> = req
+                .headers()
+                .get_all(HeaderName::Contact)
+                .map(str::to_owned)
+                .collect();
+            let expires = req.headers().get(HeaderName::Expires).map(str::to_owned);
+            respond(d, &req, 200, Some(&ua::new_tag()), |r| {
+                for c in &contacts {
+                    r.headers_mut().push("Contact", c);
+                }
+                if let Some(e) = &expires {
+                    r.headers_mut().push("Expires", e);
+                }
+            });
+        }
+        Method::Bye => {
+            let call_id = req.call_id().unwrap_or("").to_owned();
+            let known = {
+                let mut st = state.borrow_mut();
+                match st.calls.get_mut(&call_id) {
+                    Some(call) if !call.ended && req.to_tag() == Some(call.to_tag.as_str()) => {
+                        call.ended = true;
+                        if let Some(t) = call.answer_timer.take() {
+                            d.cancel_timer(t);
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            respond(d, &req, if known { 200 } else { 481 }, None, |_| {});
+            if known {
+                state.borrow_mut().calls.remove(&call_id);
+            }
+        }
+        Method::Cancel => {
+            let key = req.server_key().map(|k| k.with_method(Method::Invite));
+            let call_id = key
+                .as_ref()
+                .and_then(|k| state.borrow_mut().pending.remove(k));
+            match call_id {
+                Some(call_id) => {
+                    respond(d, &req, 200, None, |_| {});
+                    let call = state.borrow_mut().calls.remove(&call_id);
+                    if let Some(mut call) = call {
+                        if let Some(t) = call.answer_timer.take() {
+                            d.cancel_timer(t);
+                        }
+                        respond(d, &call.invite, 487, Some(&call.to_tag), |_| {});
+                    }
+                }
+                None => respond(d, &req, 481, None, |_| {}),
+            }
+        }
+        Method::Invite => invite(d, state, cfg, req, leg, from),
+        _ => respond(d, &req, 501, Some(&ua::new_tag()), |_| {}),
+    }
+}
+
+fn invite(
+    d: &Dispatcher,
+    state: &Rc<RefCell<State>>,
+    cfg: &Rc<Config>,
+    req: Request,
+    leg: LegId,
+    from: &Source,
+) {
+    let call_id = req.call_id().unwrap_or("").to_owned();
+    // A body we cannot read (RFC 3261 8.2.3).
+    if !req.body().is_empty() {
+        let ctype = req.headers().get(HeaderName::ContentType).unwrap_or("");
+        if !ctype
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/sdp")
+        {
+            respond(d, &req, 415, Some(&ua::new_tag()), |r| {
+                r.headers_mut().push("Accept", "application/sdp")
+            });
+            return;
+        }
+    }
+    // A re-INVITE in a call we know: answer it at once.
+    if let (Some(tag), Some(call)) = (req.to_tag(), state.borrow().calls.get(&call_id)) {
+        if tag == call.to_tag {
+            let (body, contact) = (d.leg(leg).map(|l| sdp(&l, from)), contact_for(d, leg, from));
+            respond(d, &req, 200, None, |r| {
+                if let Some(c) = &contact {
+                    r.headers_mut().push("Contact", c);
+                }
+                if let Some(b) = body {
+                    r.headers_mut().push("Content-Type", "application/sdp");
+                    r.set_body(b);
+                }
+            });
+            return;
+        }
+    }
+    let to_tag = ua::new_tag();
+    respond(d, &req, 100, None, |_| {});
+    let contact = contact_for(d, leg, from);
+    respond(d, &req, 180, Some(&to_tag), |r| {
+        if let Some(c) = &contact {
+            r.headers_mut().push("Contact", c);
+        }
+    });
+    let key = req.server_key();
+    let weak = d.downgrade();
+    let (st, cfg2, cid) = (state.clone(), cfg.clone(), call_id.clone());
+    let timer = d.add_timer(
+        When::In(cfg.answer_after),
+        None,
+        Box::new(move || {
+            if let Some(d) = weak.upgrade() {
+                answer(&d, &st, &cfg2, &cid);
+            }
+        }),
+    );
+    let mut s = state.borrow_mut();
+    if let Some(k) = key {
+        s.pending.insert(k, call_id.clone());
+    }
+    s.calls.insert(
+        call_id,
+        Call {
+            invite: req,
+            to_tag,
+            leg,
+            from: from.clone(),
+            answer_timer: Some(timer),
+            answered: false,
+            ended: false,
+        },
+    );
+}
+
+/// The final answer to a ringing INVITE.
+fn answer(d: &Dispatcher, state: &Rc<RefCell<State>>, cfg: &Config, call_id: &str) {
+    let (invite, to_tag, leg, from) = {
+        let mut s = state.borrow_mut();
+        let Some(call) = s.calls.get_mut(call_id) else {
+            return;
+        };
+        call.answer_timer = None;
+        let key = call.invite.server_key();
+        let out = (
+            call.invite.clone(),
+            call.to_tag.clone(),
+            call.leg,
+            call.from.clone(),
+        );
+        if let Some(k) = key {
+            s.pending.remove(&k);
+        }
+        out
+    };
+    let code = cfg.final_code.unwrap_or(200);
+    if code >= 300 {
+        respond(d, &invite, code, Some(&to_tag), |_| {});
+        state.borrow_mut().calls.remove(call_id);
+        return;
+    }
+    let mut ok = Response::for_request(&invite, code, reason(code));
+    ok.set_to_tag(&to_tag);
+    if let Some(c) = contact_for(d, leg, &from) {
+        ok.headers_mut().push("Contact", &c);
+    }
+    if let Some(l) = d.leg(leg) {
+        ok.headers_mut().push("Content-Type", "application/sdp");
+        ok.set_body(sdp(&l, &from));
+    }
+    let (st, cid) = (state.clone(), call_id.to_owned());
+    // The 2xx is retransmitted until the ACK; without one in 64*T1 the
+    // call is ended with BYE (RFC 3261 13.3.1.4).
+    let opts = DeliverOptions::with_callback(move |d, outcome| {
+        if let DeliveryOutcome::Failed(e) = outcome {
+            log::warn!("no ACK for the 2xx of {cid} ({e}): ending the call with BYE");
+            let call = st.borrow_mut().calls.remove(&cid);
+            if let Some(call) = call {
+                if !call.ended {
+                    bye(d, &call);
+                }
+            }
+        }
+    });
+    if let Err(e) = d.deliver(ok, opts) {
+        log::warn!("cannot send 200: {e}");
+    }
+    print_line("INVITE", call_id, code);
+}
+
+fn bye(d: &Dispatcher, call: &Call) {
+    let Some(mut dialog) = Dialog::new_uas(&call.invite, &call.to_tag) else {
+        log::warn!("cannot build a dialog from the INVITE (no Contact?): no BYE");
+        return;
+    };
+    let req = dialog.request(Method::Bye);
+    let call_id = dialog.call_id.clone();
+    let opts = DeliverOptions::with_callback(move |_, outcome| match outcome {
+        DeliveryOutcome::Completed(code) => print_line("BYE", &call_id, code),
+        other => log::warn!("BYE for {call_id}: {other:?}"),
+    });
+    if let Err(e) = d.deliver(req, opts) {
+        log::warn!("cannot send BYE: {e}");
+    }
+}
+
+fn main() {
+    common::init_logging();
+    let mut args = Args::from_env("uas", USAGE);
+    let mut listen = Vec::new();
+    let (mut answer_after_ms, mut final_code, mut t1, mut t2) = (0u64, None, None, None);
+    while let Some(arg) = args.next() {
+        match flag_name(&arg) {
+            "--listen" => listen.push(args.value(&arg)),
+            "--answer-after-ms" => answer_after_ms = args.parsed(&arg),
+            "--final" => {
+                let code: u16 = args.parsed(&arg);
+                if !(200..700).contains(&code) {
+                    args.fail(format!("--final {code}: a final status code is 200 to 699"));
+                }
+                final_code = Some(code);
+            }
+            "--t1-ms" => t1 = Some(args.parsed(&arg)),
+            "--t2-ms" => t2 = Some(args.parsed(&arg)),
+            other => args.fail(format!("unknown argument {other:?}")),
+        }
+    }
+    if listen.is_empty() {
+        listen.push("udp:127.0.0.1:5060".to_owned());
+    }
+    let legs: Vec<Leg> = listen.iter().map(|s| common::bind_leg(&args, s)).collect();
+    let lp: Rc<dyn Eventloop> = match MioEventloop::new() {
+        Ok(lp) => Rc::new(lp),
+        Err(e) => {
+            eprintln!("uas: cannot create the event loop: {e}");
+            std::process::exit(1);
+        }
+    };
+    let options = DispatcherOptions {
+        timers: common::timers(t1, t2),
+        ..Default::default()
+    };
+    let dispatcher = match Dispatcher::new(legs.clone(), Some(lp.clone()), options) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("uas: {e}");
+            std::process::exit(1);
+        }
+    };
+    for leg in &legs {
+        println!("listening {leg}");
+    }
+    let _ = std::io::stdout().flush();
+    let cfg = Rc::new(Config {
+        answer_after: Duration::from_millis(answer_after_ms),
+        final_code,
+    });
+    let state: Rc<RefCell<State>> = Rc::default();
+    dispatcher.set_receiver(
+        move |d: &Dispatcher, p: Packet, leg: LegId, from: &Source| {
+            if let Packet::Request(req) = p {
+                handle(d, &state, &cfg, req, leg, from);
+            }
+        },
+    );
+    let stop = common::stop_on_signals();
+    if let Err(e) = lp.run(None, &|| stop()) {
+        eprintln!("uas: event loop failed: {e}");
+        std::process::exit(1);
+    }
+    dispatcher.shutdown();
+}
