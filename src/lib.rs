@@ -12,7 +12,19 @@
 //! The crate is built bottom-up:
 //! - [`packet`]: the SIP message model (parse, inspect, edit, write);
 //! - [`eventloop`]: the [`Eventloop`](eventloop::Eventloop) trait, the mio
-//!   implementation, the timer wheel and virtual time for tests.
+//!   implementation, the timer wheel and virtual time for tests;
+//! - [`leg`]: transports (UDP, TCP, an in-memory network with faults) and
+//!   their share of Via handling, framing and limits;
+//! - [`dispatcher`]: deliver, retransmit, cancel, receive, resolve: the
+//!   Net::SIP::Dispatcher man page, with client and server transactions;
+//! - [`ua`]: small helpers for user agents built on it (dialogs, ACK,
+//!   CANCEL, identifiers).
+//!
+//! Rules the whole crate keeps: every delivery ends in exactly one outcome,
+//! never reported from inside the call that caused it; callbacks may call
+//! back in (no `RefCell` borrow is held across user code); all time comes
+//! from the event loop's clock; every resource has a bound; malformed input
+//! gets a 400 or is dropped and counted, never a panic.
 #![warn(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -24,3 +36,8 @@ pub mod packet;
 pub mod ua;
 
 pub use error::{Errno, Error};
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
