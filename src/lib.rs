@@ -29,6 +29,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod dispatcher;
+pub mod dns;
 mod error;
 pub mod eventloop;
 pub mod leg;

@@ -639,9 +639,10 @@ fn no_duplicate_sends_while_resolution_is_pending() {
     )
     .unwrap();
     w.run_until(secs(80), || !outcomes.borrow().is_empty());
-    // One resolution: SRV for udp/tcp/tls, then AAAA and A: answered at
-    // 10 s and 20 s. Then one send and its own schedule.
-    assert_eq!(queries.borrow().len(), 5);
-    assert_eq!(peer.times()[..3], [20_001, 20_501, 21_501]);
+    // One resolution: NAPTR (10 s), SRV for UDP, the only transport
+    // with a leg (20 s), then
+    // AAAA and A (30 s). Then one send and its own schedule.
+    assert_eq!(queries.borrow().len(), 4);
+    assert_eq!(peer.times()[..3], [30_001, 30_501, 31_501]);
     assert_eq!(peer.times().len(), 11);
 }

@@ -269,6 +269,17 @@ impl Core {
         self.deliveries.table_bytes() + self.servers.table_bytes() + self.wheel.memory_bytes()
     }
 
+    /// The transports there are legs for.
+    pub(crate) fn available_protocols(&self) -> Vec<Protocol> {
+        let mut v: Vec<Protocol> = Vec::with_capacity(3);
+        for (_, _, leg) in self.legs.iter() {
+            if !v.contains(&leg.protocol()) {
+                v.push(leg.protocol());
+            }
+        }
+        v
+    }
+
     pub(crate) fn leg(&self, id: LegId) -> Option<&Leg> {
         self.legs.get(id.index, id.generation)
     }
@@ -501,11 +512,13 @@ impl Core {
         };
         let Some(d) = self.get(id) else { return };
         let allowed = d.allowed_proto.clone();
+        let available = self.available_protocols();
         match super::resolve::plan(
             &uri,
             &self.s.domain2proxy,
             self.s.outgoing_proxy.as_ref(),
             &allowed,
+            &available,
         ) {
             Ok(plan) => {
                 let default_udp =

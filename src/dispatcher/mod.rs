@@ -36,6 +36,7 @@
 mod arena;
 mod client;
 mod core;
+mod lookup;
 mod options;
 pub mod resolve;
 mod route;
@@ -55,7 +56,8 @@ use crate::packet::{Packet, SipUri};
 
 use self::core::{Core, Effect};
 pub use options::{DispatcherOptions, Timers};
-pub use resolve::{DnsAnswer, DnsQuery, DnsRecord, DnsResolver, ProxySpec};
+pub use crate::dns::{DnsAnswer, DnsQuery, DnsRecord, DnsResolver};
+pub use resolve::ProxySpec;
 pub use types::{
     Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats,
     LegFilter, LegId, Receiver, Target,
@@ -65,7 +67,7 @@ struct Inner {
     core: RefCell<Core>,
     lp: Rc<dyn Eventloop>,
     receiver: RefCell<Option<Rc<dyn Receiver>>>,
-    resolver: resolve::DnsResolver,
+    resolver: crate::dns::DnsResolver,
     /// Callbacks waiting for the event loop's next turn.
     deferred: RefCell<VecDeque<(DeliveryCallback, DeliveryOutcome)>>,
     flush_armed: Cell<bool>,
@@ -170,7 +172,7 @@ impl Dispatcher {
         let resolver = settings
             .dns_resolver
             .clone()
-            .unwrap_or_else(resolve::hosts_resolver);
+            .unwrap_or_else(crate::dns::hosts_resolver);
         let inner = Rc::new(Inner {
             core: RefCell::new(Core::new(settings, lp.now(), random_seed())),
             lp,
@@ -337,6 +339,7 @@ impl Dispatcher {
                 &core.s.domain2proxy,
                 core.s.outgoing_proxy.as_ref(),
                 allowed_proto,
+                &core.available_protocols(),
             )
         };
         let weak = self.downgrade();
@@ -363,8 +366,11 @@ impl Dispatcher {
         };
         match plan {
             Ok(plan) => {
-                let seed = self.inner.core.borrow_mut().seed();
-                resolve::Resolution::start(plan, self.inner.resolver.clone(), seed, Box::new(done));
+                let (seed, prefer_ipv6) = {
+                    let mut core = self.inner.core.borrow_mut();
+                    (core.seed(), core.s.prefer_ipv6)
+                };
+                lookup::Lookup::start(plan, self.inner.resolver.clone(), prefer_ipv6, seed, Box::new(done));
             }
             Err(e) => done(Err(e)),
         }
@@ -540,12 +546,8 @@ impl Dispatcher {
                             d.pump();
                         }
                     };
-                    resolve::Resolution::start(
-                        plan,
-                        self.inner.resolver.clone(),
-                        seed,
-                        Box::new(done),
-                    );
+                    let prefer_ipv6 = self.inner.core.borrow().s.prefer_ipv6;
+                    lookup::Lookup::start(plan, self.inner.resolver.clone(), prefer_ipv6, seed, Box::new(done));
                 }
             }
         }

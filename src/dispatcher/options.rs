@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::resolve::{DnsResolver, ProxySpec};
+use super::resolve::ProxySpec;
+use crate::dns::DnsResolver;
 
 /// RFC 3261 timer values. Defaults are the RFC's; change them for slow
 /// links (a larger T1) or fast failover (a smaller one).
@@ -79,6 +80,9 @@ pub struct DispatcherOptions {
     /// was chosen by default and a TCP leg reaches the destination
     /// (RFC 3261 18.1.1). Default 1300.
     pub udp_size_threshold: Option<usize>,
+    /// Try IPv6 addresses of a name before its IPv4 ones (default on; the
+    /// other family follows either way, for failover).
+    pub prefer_ipv6: Option<bool>,
     /// Most pending deliveries; beyond it `deliver` fails with ENOBUFS.
     /// Default 1,000,000.
     pub max_deliveries: Option<usize>,
@@ -98,6 +102,7 @@ impl std::fmt::Debug for DispatcherOptions {
             .field("dns_resolver", &self.dns_resolver.is_some())
             .field("timers", &self.timers)
             .field("udp_size_threshold", &self.udp_size_threshold)
+            .field("prefer_ipv6", &self.prefer_ipv6)
             .field("max_deliveries", &self.max_deliveries)
             .field("max_server_transactions", &self.max_server_transactions)
             .finish()
@@ -115,6 +120,7 @@ pub(crate) struct Settings {
     pub(crate) dns_resolver: Option<DnsResolver>,
     pub(crate) timers: Timers,
     pub(crate) udp_size_threshold: usize,
+    pub(crate) prefer_ipv6: bool,
     pub(crate) max_deliveries: usize,
     pub(crate) max_server_transactions: usize,
 }
@@ -130,6 +136,7 @@ impl From<DispatcherOptions> for Settings {
             dns_resolver: o.dns_resolver,
             timers: o.timers,
             udp_size_threshold: o.udp_size_threshold.unwrap_or(1300),
+            prefer_ipv6: o.prefer_ipv6.unwrap_or(true),
             max_deliveries: o.max_deliveries.unwrap_or(1_000_000),
             max_server_transactions: o.max_server_transactions.unwrap_or(100_000),
         }
