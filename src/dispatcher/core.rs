@@ -176,6 +176,10 @@ pub(crate) struct Core {
     server_keys: HashMap<TransactionKey, (u32, u32)>,
     server_order: VecDeque<(u32, u32)>,
     wheel: TimerWheel<TimerRef>,
+    /// Targets not to use until the instant (503 with Retry-After).
+    blacklist: HashMap<(Protocol, SocketAddr), Instant>,
+    /// Targets to try last until the instant (they timed out).
+    greylist: HashMap<(Protocol, SocketAddr), Instant>,
     next_token: SendToken,
     rng: u64,
     pub(crate) effects: VecDeque<Effect>,
@@ -203,6 +207,8 @@ impl Core {
             server_keys: HashMap::new(),
             server_order: VecDeque::new(),
             wheel: TimerWheel::new(),
+            blacklist: HashMap::new(),
+            greylist: HashMap::new(),
             next_token: 1,
             rng: seed | 1,
             effects: VecDeque::new(),
@@ -553,7 +559,7 @@ impl Core {
                 return;
             }
         };
-        let targets = self.targets_for(&resolved, only);
+        let targets = self.order_by_health(self.targets_for(&resolved, only), now);
         if targets.is_empty() {
             let what: Vec<String> = resolved
                 .iter()
@@ -567,6 +573,53 @@ impl Core {
             return;
         }
         self.set_targets(id, targets, now);
+    }
+
+    /// RFC 3263 4.3 across deliveries: blacklisted targets (503 with
+    /// Retry-After) are left out while others remain; greylisted ones (they
+    /// timed out) go last.
+    fn order_by_health(&mut self, targets: Vec<Target>, now: Instant) -> Vec<Target> {
+        if self.blacklist.is_empty() && self.greylist.is_empty() {
+            return targets;
+        }
+        self.blacklist.retain(|_, until| *until > now);
+        self.greylist.retain(|_, until| *until > now);
+        let key = |t: &Target| (t.dst.proto, t.dst.addr);
+        let (black, usable): (Vec<Target>, Vec<Target>) = targets
+            .into_iter()
+            .partition(|t| self.blacklist.contains_key(&key(t)));
+        if usable.is_empty() {
+            // Nothing else: a blacklisted target beats no target.
+            return black;
+        }
+        let (grey, good): (Vec<Target>, Vec<Target>) = usable
+            .into_iter()
+            .partition(|t| self.greylist.contains_key(&key(t)));
+        good.into_iter().chain(grey).collect()
+    }
+
+    /// Puts the current target of a delivery on a list until `until`.
+    fn list_current_target(&mut self, id: DeliveryId, black: bool, until: Instant) {
+        const MAX_LISTED: usize = 4096;
+        let Some(t) = self
+            .get(id)
+            .and_then(|d| d.targets.get(d.target_index))
+            .map(|t| (t.dst.proto, t.dst.addr))
+        else {
+            return;
+        };
+        let list = if black {
+            &mut self.blacklist
+        } else {
+            &mut self.greylist
+        };
+        if list.len() >= MAX_LISTED {
+            let oldest = list.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                list.remove(&k);
+            }
+        }
+        list.insert(t, until);
     }
 
     pub(crate) fn targets_for(&self, resolved: &[Resolved], only: Option<LegId>) -> Vec<Target> {
@@ -1049,6 +1102,8 @@ impl Core {
                     }
                 }
                 Action::TimedOut => {
+                    // Greylisted for 32 s: later deliveries try it last.
+                    self.list_current_target(id, false, now + Duration::from_secs(32));
                     let more = self
                         .get(id)
                         .is_some_and(|d| d.target_index + 1 < d.targets.len());
@@ -1242,6 +1297,12 @@ impl Core {
         // RFC 3263 4.3: a 503 moves to the next target (ACKed, not passed
         // up) while targets remain.
         let early = matches!(&d.mode, Mode::Client(tx) if tx.state != ClientState::Completed);
+        if code == 503 && early {
+            if let Some(secs) = retry_after(&resp) {
+                self.list_current_target(id, true, now + Duration::from_secs(secs));
+            }
+        }
+        let Some(d) = self.get_mut(id) else { return };
         if code == 503 && early && d.target_index + 1 < d.targets.len() {
             let invite = matches!(&d.mode, Mode::Client(tx) if tx.invite);
             if invite {
@@ -1502,6 +1563,13 @@ impl Core {
     pub(crate) fn leg_id(&self, leg: &Leg) -> Option<LegId> {
         self.leg_id_of(leg)
     }
+}
+
+/// The seconds of a Retry-After header (RFC 3261 20.33), capped at a day.
+fn retry_after(resp: &Response) -> Option<u64> {
+    let v = resp.headers().get(HeaderName::RetryAfter)?;
+    let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<u64>().ok().map(|s| s.min(86_400))
 }
 
 /// Where a response to a request from `source` goes (18.2.2): the same
