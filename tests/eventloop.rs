@@ -337,3 +337,43 @@ fn virtual_time_gives_the_same_sequence_as_real_time() {
     );
     assert_eq!(real, virt);
 }
+
+/// Dropping a callback may run code that calls back into the loop (a
+/// captured dispatcher shutting down): cancel_timer and del_fd must not
+/// hold their borrow while the callback is dropped.
+#[test]
+fn dropping_a_callback_may_call_back_into_the_loop() {
+    struct CallsBack(Rc<MioEventloop>, Rc<Cell<u32>>);
+    impl Drop for CallsBack {
+        fn drop(&mut self) {
+            let n = self.1.clone();
+            self.0
+                .add_timer(When::In(ms(1)), None, Box::new(move || n.set(n.get() + 1)));
+        }
+    }
+    let lp = Rc::new(MioEventloop::new_virtual());
+    let fired = Rc::new(Cell::new(0));
+    let guard = CallsBack(lp.clone(), fired.clone());
+    let t = lp.add_timer(
+        When::In(ms(100)),
+        None,
+        Box::new(move || {
+            let _keep = &guard;
+        }),
+    );
+    assert!(lp.cancel_timer(t));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let guard = CallsBack(lp.clone(), fired.clone());
+    let h = lp
+        .add_fd(
+            sock.as_raw_fd(),
+            Interest::READ,
+            Box::new(move |_| {
+                let _keep = &guard;
+            }),
+        )
+        .unwrap();
+    assert!(lp.del_fd(h));
+    lp.run(Some(ms(10)), &|| fired.get() == 2).unwrap();
+    assert_eq!(fired.get(), 2);
+}

@@ -318,6 +318,9 @@ impl Eventloop for MioEventloop {
     }
 
     fn del_fd(&self, handle: FdHandle) -> bool {
+        // The callback is dropped after the borrow ends: dropping it may
+        // run code (a captured dispatcher's Drop) that calls back in.
+        let callback;
         let mut st = self.state.borrow_mut();
         let State {
             fds,
@@ -335,10 +338,12 @@ impl Eventloop for MioEventloop {
                     .registry()
                     .deregister(&mut SourceFd(&slot.fd));
                 slot.live = false;
-                slot.callback = None;
+                callback = slot.callback.take();
                 slot.generation = slot.generation.wrapping_add(1);
                 free_fds.push(handle.index);
                 *live_fds -= 1;
+                drop(st);
+                drop(callback);
                 true
             }
             _ => false,
@@ -377,6 +382,8 @@ impl Eventloop for MioEventloop {
     }
 
     fn cancel_timer(&self, id: TimerId) -> bool {
+        // As in `del_fd`: drop the callback outside the borrow.
+        let callback;
         let mut st = self.state.borrow_mut();
         let State {
             wheel,
@@ -390,9 +397,11 @@ impl Eventloop for MioEventloop {
                     wheel.cancel(key);
                 }
                 slot.live = false;
-                slot.callback = None;
+                callback = slot.callback.take();
                 slot.generation = slot.generation.wrapping_add(1);
                 free_timers.push(id.index);
+                drop(st);
+                drop(callback);
                 true
             }
             _ => false,

@@ -73,6 +73,11 @@ impl Interest {
 }
 
 /// What a file descriptor is ready for, as passed to its callback.
+///
+/// An error or hang-up should also be reported as `readable` (and a
+/// hang-up as `writable`): the callbacks of this crate find out what
+/// happened by reading (a read returns the error or EOF), as mio reports
+/// them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Readiness {
     /// Data (or EOF, or an error) can be read.
@@ -125,8 +130,10 @@ impl TimerId {
 }
 
 /// Called when a registered descriptor is ready. Readiness may be
-/// edge-triggered (it is with [`MioEventloop`]): read and write until the
-/// call would block.
+/// edge-triggered (it is with [`MioEventloop`]) or level-triggered (a
+/// `poll(2)` loop): the callbacks of this crate read and write until the
+/// call would block, and drop write interest once nothing is queued, so
+/// both work.
 pub type FdCallback = Box<dyn FnMut(Readiness)>;
 
 /// Called when a timer fires.
@@ -137,8 +144,17 @@ pub type TimerCallback = Box<dyn FnMut()>;
 ///
 /// Every method takes `&self`: they are called from inside callbacks while
 /// the loop runs. Implementations keep their state in `RefCell`s and never
-/// hold a borrow while a callback runs; a running callback is taken out of
-/// its slot, so it may add, remove or cancel anything, itself included.
+/// hold a borrow while a callback runs *or is dropped* (dropping a closure
+/// may run a captured value's `Drop`, which may call back in); a running
+/// callback is taken out of its slot, so it may add, remove or cancel
+/// anything, itself included.
+///
+/// Timers never fire early. Timers due at the same instant fire in an
+/// unspecified but deterministic order ([`MioEventloop`]: the order they
+/// were added); a timer added with a zero delay from inside a timer callback
+/// may fire in the same pass or on the next turn. A zero repeat period is
+/// treated as the loop's smallest tick. `examples/custom_eventloop.rs`
+/// implements this trait on `poll(2)`.
 pub trait Eventloop {
     /// The loop's monotonic clock. Under virtual time it only moves when
     /// the loop moves it.
@@ -175,6 +191,8 @@ pub trait Eventloop {
     /// Runs until `stop` returns true (checked after timers ran, before
     /// waiting, as Perl's `loop(TIMEOUT, \@STOPVARS)` does), until
     /// `timeout` has passed, or until nothing is left that could ever
-    /// happen (no descriptors, no timers).
+    /// happen (no descriptors, no timers). A wait interrupted by a signal
+    /// (EINTR) must go round again and check `stop`, not retry the wait:
+    /// that is how a signal handler that sets a flag stops the loop.
     fn run(&self, timeout: Option<Duration>, stop: &dyn Fn() -> bool) -> io::Result<()>;
 }
