@@ -34,6 +34,7 @@ mod error;
 pub mod eventloop;
 pub mod leg;
 pub mod packet;
+pub mod proxy;
 pub mod ua;
 
 pub use error::{Errno, Error};

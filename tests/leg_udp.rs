@@ -565,3 +565,33 @@ fn deferred_events_survive_a_detach_and_reattach() {
     assert_eq!(ea2.unreachable().len(), 1, "only the new send's error");
     assert_eq!(ea2.unreachable()[0].0.addr, dead.addr);
 }
+
+/// An INVITE that starts here gets a Contact naming the leg; a forwarded
+/// one (it has a Via) keeps its Contact-less form: a proxy must not add one.
+#[test]
+fn contact_added_only_to_invites_that_start_here() {
+    use sip_dispatch::leg::{Destination, Leg, LegOptions, Protocol};
+    use sip_dispatch::packet::Packet;
+    let leg = Leg::bind("udp:127.0.0.1:0".parse().unwrap(), LegOptions::default()).unwrap();
+    let dst = Destination::new(Protocol::Udp, "127.0.0.1:5999".parse().unwrap());
+    let invite = |via: &str| {
+        let text = format!(
+            "INVITE sip:b@127.0.0.1 SIP/2.0\r\n{via}From: <sip:alice@example.com>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\n\
+             Call-ID: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let Packet::Request(r) = Packet::parse(text.as_bytes()).unwrap() else {
+            unreachable!()
+        };
+        r
+    };
+    let local = Packet::parse(&leg.prepare_request(&invite(""), "z9hG4bKc1", &dst)).unwrap();
+    let port = leg.local_addr().port();
+    assert_eq!(
+        local.headers().get("Contact"),
+        Some(format!("<sip:alice@127.0.0.1:{port}>").as_str())
+    );
+    let forwarded = invite("Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKup\r\n");
+    let out = Packet::parse(&leg.prepare_request(&forwarded, "z9hG4bKc2", &dst)).unwrap();
+    assert_eq!(out.headers().get("Contact"), None);
+    assert_eq!(out.vias().count(), 2);
+}

@@ -2,6 +2,9 @@
 //! errors exit with 64), leg creation from specs, logging and signals.
 #![allow(dead_code)]
 
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::process::exit;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sip_dispatch::dispatcher::{ProxySpec, Timers};
+use sip_dispatch::eventloop::{Eventloop, Interest};
 use sip_dispatch::leg::{Leg, LegOptions, LegSpec};
 
 /// Exit code for a bad command line (sysexits.h EX_USAGE).
@@ -136,4 +140,40 @@ pub fn stop_on_signals() -> Rc<dyn Fn() -> bool> {
         }
     }
     Rc::new(move || flag.load(Ordering::Relaxed))
+}
+
+/// Makes SIGINT and SIGTERM wake the event loop, so that the flag of
+/// [`stop_on_signals`] is read at once. Without it a signal that arrives
+/// after the loop checked the flag but before it blocked in the poll is
+/// only seen at the next event or timer, which for an idle program may be
+/// never. The signal handler writes a byte to a socket pair whose other
+/// end the loop watches (the self-pipe trick).
+pub fn wake_on_signals(lp: &dyn Eventloop) {
+    let (rx, tx) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            log::warn!("no wake-up socket for signals: {e}");
+            return;
+        }
+    };
+    if let Err(e) = rx.set_nonblocking(true).and(tx.set_nonblocking(true)) {
+        log::warn!("no wake-up socket for signals: {e}");
+        return;
+    }
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let registered = tx
+            .try_clone()
+            .and_then(|tx| signal_hook::low_level::pipe::register(sig, tx));
+        if let Err(e) = registered {
+            log::warn!("signal {sig} will not wake the loop: {e}");
+        }
+    }
+    let fd = rx.as_raw_fd();
+    let drain = move |_| {
+        let mut buf = [0u8; 64];
+        while matches!((&rx).read(&mut buf), Ok(n) if n > 0) {}
+    };
+    if let Err(e) = lp.add_fd(fd, Interest::READ, Box::new(drain)) {
+        log::warn!("signals will not wake the loop: {e}");
+    }
 }

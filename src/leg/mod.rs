@@ -480,17 +480,20 @@ impl Leg {
 
     /// Writes a request with this leg's Via on top (branch chosen by the
     /// caller, sent-by and transport by the leg, a valueless `rport`). An
-    /// INVITE without Contact gets one naming this leg (the user part of
-    /// From), as Net::SIP's legs do: only the leg knows its address towards
-    /// the destination.
+    /// INVITE that starts here (no Via yet) without Contact gets one naming
+    /// this leg (the user part of From), as Net::SIP's legs do: only the
+    /// leg knows its address towards the destination.
     pub fn prepare_request(&self, request: &Request, branch: &str, dst: &Destination) -> Vec<u8> {
         let host = self.via_host_for(dst.addr.ip());
         let via = via::outgoing_via(self.inner.proto, &host, self.inner.local.port(), branch);
         let mut out = Vec::with_capacity(request.headers().len() * 40 + request.body().len() + 128);
+        // Only for a request that starts here (no Via yet): a proxy
+        // forwards an INVITE's Contact as it is.
         let needs_contact = *request.method() == crate::packet::Method::Invite
             && !request
                 .headers()
-                .contains(crate::packet::HeaderName::Contact);
+                .contains(crate::packet::HeaderName::Contact)
+            && !request.headers().contains(crate::packet::HeaderName::Via);
         if needs_contact {
             let user = request
                 .from()

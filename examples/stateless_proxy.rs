@@ -1,0 +1,98 @@
+//! A stateless SIP proxy (RFC 3261 16.11): forwards requests to the next
+//! hop with Max-Forwards decremented and its own Via on top, whose branch
+//! is derived from the incoming request, so that a retransmission, the
+//! CANCEL of an INVITE and the ACK of a non-2xx final response all take
+//! the same branch as the request they belong to. Responses go back to the
+//! next Via after the proxy's own is removed. It keeps no state at all:
+//! retransmissions and every response are simply forwarded again.
+//!
+//! ```text
+//! stateless_proxy [--listen SPEC]... [--route ROUTE]... [--outgoing-proxy HOST:PORT]
+//!                 [--nameserver IP:PORT] [--record-route]
+//! ```
+//!
+//! The proxy itself is [`sip_dispatch::proxy::StatelessProxy`]; this program
+//! gives it legs, routes and a command line.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::rc::Rc;
+
+use common::{Args, flag_name};
+use sip_dispatch::dispatcher::{Dispatcher, DispatcherOptions, ProxySpec};
+use sip_dispatch::eventloop::{Eventloop, MioEventloop};
+use sip_dispatch::leg::Leg;
+use sip_dispatch::proxy::StatelessProxy;
+
+const USAGE: &str = "[--listen SPEC]... [--route ROUTE]... [--outgoing-proxy HOST:PORT] [--nameserver IP:PORT] [--record-route]
+  SPEC is [udp:|tcp:]HOST:PORT (IPv6 as [::1]:5060; port 0 picks a free port); default udp:127.0.0.1:5060.
+  ROUTE is DOMAIN=[PROTO:]HOST:PORT; DOMAIN may be * (fallback) or *.example.com.
+  --outgoing-proxy sends every request (not matched by --route) to that proxy.
+  --record-route keeps the proxy in the path of dialogs (RFC 5658 double Record-Route across legs).";
+
+fn main() {
+    common::init_logging();
+    let mut args = Args::from_env("stateless_proxy", USAGE);
+    let mut listen = Vec::new();
+    let mut routes = Vec::new();
+    let mut outgoing_proxy: Option<ProxySpec> = None;
+    let mut record_route = false;
+    while let Some(arg) = args.next() {
+        match flag_name(&arg) {
+            "--listen" => listen.push(args.value(&arg)),
+            "--route" => {
+                let v = args.value(&arg);
+                routes.push(common::parse_route(&args, &v));
+            }
+            "--outgoing-proxy" => outgoing_proxy = Some(args.parsed(&arg)),
+            "--nameserver" => {
+                let _ = args.value(&arg);
+                args.fail("--nameserver needs the built-in DNS resolver (not yet available)");
+            }
+            "--record-route" if arg.contains('=') => args.fail("--record-route takes no value"),
+            "--record-route" => record_route = true,
+            other => args.fail(format!("unknown argument {other:?}")),
+        }
+    }
+    if listen.is_empty() {
+        listen.push("udp:127.0.0.1:5060".to_owned());
+    }
+    let legs: Vec<Leg> = listen.iter().map(|s| common::bind_leg(&args, s)).collect();
+    let lp: Rc<dyn Eventloop> = match MioEventloop::new() {
+        Ok(lp) => Rc::new(lp),
+        Err(e) => {
+            eprintln!("stateless_proxy: cannot create the event loop: {e}");
+            std::process::exit(1);
+        }
+    };
+    let options = StatelessProxy::dispatcher_options(DispatcherOptions {
+        domain2proxy: routes,
+        outgoing_proxy,
+        ..DispatcherOptions::default()
+    });
+    let dispatcher = match Dispatcher::new(legs.clone(), Some(lp.clone()), options) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("stateless_proxy: {e}");
+            std::process::exit(1);
+        }
+    };
+    // Before the `listening` lines: whoever reads them may signal at once.
+    let stop = common::stop_on_signals();
+    common::wake_on_signals(&*lp);
+    {
+        let mut out = std::io::stdout().lock();
+        for leg in &legs {
+            let _ = writeln!(out, "listening {leg}");
+        }
+        let _ = out.flush();
+    }
+    dispatcher.set_receiver(StatelessProxy::new(record_route));
+    if let Err(e) = lp.run(None, &|| stop()) {
+        eprintln!("stateless_proxy: event loop failed: {e}");
+        std::process::exit(1);
+    }
+    dispatcher.shutdown();
+}

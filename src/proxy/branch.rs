@@ -1,0 +1,81 @@
+//! The branch a stateless proxy puts into its Via (RFC 3261 16.11): the
+//! same for a request, its retransmissions, its CANCEL and the ACK of a
+//! non-2xx final response, and different when the request comes back
+//! changed (a spiral) — unchanged means a loop (16.3 step 4).
+
+use crate::packet::{HeaderName, Request, Via};
+
+/// FNV-1a, 64 bit: stable across runs, processes and platforms (unlike
+/// `RandomState`), which a derived branch needs. Each field is fed with its
+/// length first, so that field boundaries count.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn field(&mut self, value: &str) -> &mut Fnv {
+        self.bytes(&(value.len() as u64).to_le_bytes());
+        self.bytes(value.as_bytes());
+        self
+    }
+}
+
+/// The branch this proxy puts into its Via when it forwards `req`, whose
+/// topmost Via (before the proxy's own) is `top` (see the module docs).
+pub(crate) fn derive_branch(req: &Request, top: &Via<'_>) -> String {
+    let cseq = req.cseq().map(|c| c.number.to_string()).unwrap_or_default();
+    let call_id = req.call_id().unwrap_or("");
+    let from_tag = req.from_tag().unwrap_or("");
+    let port = top.port().map(|p| p.to_string()).unwrap_or_default();
+    let mut tx = Fnv::new();
+    if top.has_rfc3261_branch() {
+        tx.field("3261")
+            .field(top.branch().unwrap_or(""))
+            .field(&top.host().to_ascii_lowercase())
+            .field(&port);
+    } else {
+        // RFC 2543: no usable branch. The top Via counts by the parts that
+        // a retransmission repeats (received/rport are the leg's stamps).
+        tx.field("2543")
+            .field(req.to_tag().unwrap_or(""))
+            .field(from_tag)
+            .field(call_id)
+            .field(&cseq)
+            .field(req.uri().as_str())
+            .field(&top.transport().to_ascii_uppercase())
+            .field(&top.host().to_ascii_lowercase())
+            .field(&port)
+            .field(top.branch().unwrap_or(""));
+    }
+    // What decides where the request goes: unchanged when it comes back in
+    // a loop, changed in a spiral. The same for a request, its CANCEL and
+    // the ACK of a non-2xx (RFC 3261 9.1, 17.1.1.3): no To tag, no method.
+    let mut route = Fnv::new();
+    route.field(req.uri().as_str());
+    for r in req.headers().get_all(HeaderName::Route) {
+        route.field(r.trim());
+    }
+    route.field("");
+    for p in req.headers().get_all(HeaderName::ProxyRequire) {
+        route.field(p.trim());
+    }
+    route.field(call_id).field(from_tag).field(&cseq);
+    format!("z9hG4bK{:016x}.{:016x}", tx.0, route.0)
+}
+
+/// A To tag for the responses the proxy makes itself: deterministic too
+/// (RFC 3261 8.2.7 asks that of a stateless UAS).
+pub(crate) fn derived_tag(branch: &str) -> String {
+    let mut h = Fnv::new();
+    h.field("to-tag").field(branch);
+    format!("{:012x}", h.0 >> 16)
+}
