@@ -71,6 +71,9 @@ struct Uac {
     cfg: Config,
     calls: HashMap<String, Call>,
     totals: Totals,
+    /// Set when the loop has ended (done or signalled): the shutdown fails
+    /// what is in flight, and nothing new is started.
+    stopping: bool,
 }
 
 type Shared = Rc<RefCell<Uac>>;
@@ -90,7 +93,7 @@ fn launch(d: &Dispatcher, shared: &Shared) {
     loop {
         let (req, call_id) = {
             let mut u = shared.borrow_mut();
-            if u.totals.in_flight >= u.cfg.window || u.totals.sent >= u.cfg.count {
+            if u.stopping || u.totals.in_flight >= u.cfg.window || u.totals.sent >= u.cfg.count {
                 return;
             }
             u.totals.sent += 1;
@@ -149,6 +152,10 @@ fn on_outcome(
                 .unwrap_or_default();
             if is_bye {
                 line(&format!("{code} {reason}"));
+                // The BYE is a request sent too: a non-2xx makes exit 1.
+                if !(200..300).contains(&code) {
+                    shared.borrow_mut().totals.other_final += 1;
+                }
                 finish(d, shared, call_id, Ok(()));
                 return;
             }
@@ -392,6 +399,7 @@ fn main() {
         },
         calls: HashMap::new(),
         totals: Totals::default(),
+        stopping: false,
     }));
     let s = shared.clone();
     dispatcher.set_receiver(move |d: &Dispatcher, p: Packet, _: LegId, _: &Source| {
@@ -402,6 +410,7 @@ fn main() {
     let started = Instant::now();
     launch(&dispatcher, &shared);
     let stop = common::stop_on_signals();
+    common::wake_on_signals(&*lp);
     let s = shared.clone();
     let done = move || {
         let u = s.borrow();
@@ -412,6 +421,7 @@ fn main() {
         std::process::exit(2);
     }
     let elapsed = started.elapsed();
+    shared.borrow_mut().stopping = true;
     dispatcher.shutdown();
     let mut u = shared.borrow_mut();
     let t = &mut u.totals;

@@ -95,7 +95,9 @@ fn sdp(leg: &Leg, from: &Source) -> String {
 }
 
 /// Sends a response to `req` (routed by the dispatcher's server
-/// transaction) and prints the line when it is final.
+/// transaction) and prints the line when it is final. A response other
+/// than 100 to a request without a To tag gets `tag`, or a new one
+/// (RFC 3261 8.2.6.2).
 fn respond(
     d: &Dispatcher,
     req: &Request,
@@ -104,8 +106,10 @@ fn respond(
     extra: impl FnOnce(&mut Response),
 ) {
     let mut resp = Response::for_request(req, code, reason(code));
-    if let Some(tag) = tag {
-        resp.set_to_tag(tag);
+    match tag {
+        Some(tag) => resp.set_to_tag(tag),
+        None if code > 100 && req.to_tag().is_none() => resp.set_to_tag(&ua::new_tag()),
+        None => {}
     }
     extra(&mut resp);
     if let Err(e) = d.deliver(resp, DeliverOptions::default()) {
@@ -214,8 +218,11 @@ fn handle(
                 .and_then(|k| state.borrow_mut().pending.remove(k));
             match call_id {
                 Some(call_id) => {
-                    respond(d, &req, 200, None, |_| {});
                     let call = state.borrow_mut().calls.remove(&call_id);
+                    // The 200 to the CANCEL has the To tag of the INVITE's
+                    // responses (RFC 3261 9.2).
+                    let tag = call.as_ref().map(|c| c.to_tag.as_str());
+                    respond(d, &req, 200, tag, |_| {});
                     if let Some(mut call) = call {
                         if let Some(t) = call.answer_timer.take() {
                             d.cancel_timer(t);
@@ -439,6 +446,7 @@ fn main() {
         },
     );
     let stop = common::stop_on_signals();
+    common::wake_on_signals(&*lp);
     if let Err(e) = lp.run(None, &|| stop()) {
         eprintln!("uas: event loop failed: {e}");
         std::process::exit(1);

@@ -1332,7 +1332,10 @@ impl Core {
                     rejection.status,
                     rejection.reason
                 );
-                let resp = Response::for_request(&req, rejection.status, &rejection.reason);
+                let mut resp = Response::for_request(&req, rejection.status, &rejection.reason);
+                // RFC 3261 8.2.6.2: a tag when the request had none.
+                let tag = format!("{:012x}", self.random() >> 16);
+                resp.set_to_tag(&tag);
                 if let Some(l) = self.leg(leg).cloned() {
                     let bytes: Rc<[u8]> = Rc::from(resp.to_bytes());
                     let dst = response_destination(&from, &resp);

@@ -208,17 +208,26 @@ pub(crate) fn plan(
             Some(p) => vec![p],
             // A name without port: SRV decides among what we allow.
             None if use_srv => vec![Protocol::Udp, Protocol::Tcp, Protocol::Tls],
-            // An IP literal or explicit port: UDP (RFC 3263 4.1).
-            None => vec![Protocol::Udp],
+            // An IP literal or explicit port: UDP (RFC 3263 4.1); TCP
+            // only when there is no UDP leg (trimmed below).
+            None => vec![Protocol::Udp, Protocol::Tcp],
         };
         (host, port, protos, use_srv)
     };
+    let first_available_only = proxy.is_none() && !use_srv && uri_proto.is_none();
     // RFC 5922: the identity is the host of the URI resolved (the proxy's
     // when a proxy is used), never what DNS returns.
-    let identity: Option<Rc<str>> = Some(Rc::from(host.to_string().trim_start_matches('[').trim_end_matches(']')));
+    let identity: Option<Rc<str>> = Some(Rc::from(
+        host.to_string()
+            .trim_start_matches('[')
+            .trim_end_matches(']'),
+    ));
     let use_naptr = use_srv && !naming_transport && proxy.is_none_or(|p| p.proto.is_none());
-    let protos: Vec<Protocol> = protos.into_iter().filter(|p| available.is_empty() || available.contains(p)).collect();
-    let protos: Vec<Protocol> = if allowed.is_empty() {
+    let protos: Vec<Protocol> = protos
+        .into_iter()
+        .filter(|p| available.is_empty() || available.contains(p))
+        .collect();
+    let mut protos: Vec<Protocol> = if allowed.is_empty() {
         protos
     } else {
         allowed
@@ -227,6 +236,9 @@ pub(crate) fn plan(
             .filter(|p| protos.contains(p))
             .collect()
     };
+    if first_available_only {
+        protos.truncate(1);
+    }
     if protos.is_empty() {
         return Err(Error::new(
             Errno::ENOPROTOOPT,
@@ -278,26 +290,70 @@ mod tests {
             (p.protos.clone(), p.port, p.use_srv),
             (vec![Protocol::Udp], None, false)
         );
+        // An IP literal: UDP, or TCP when there is no UDP leg.
+        let p = plan(&u("sip:a@192.0.2.1"), &[], None, &[], &[Protocol::Tcp]).unwrap();
+        assert_eq!(p.protos, vec![Protocol::Tcp]);
+        let p = plan(&u("sip:a@192.0.2.1"), &[], None, &[Protocol::Tcp], &[]).unwrap();
+        assert_eq!(p.protos, vec![Protocol::Tcp]);
         let p = plan(&u("sips:a@192.0.2.1"), &[], None, &[], &[]).unwrap();
         assert_eq!(p.protos, vec![Protocol::Tls]);
         let p = plan(&u("sips:a@192.0.2.1;transport=tcp"), &[], None, &[], &[]).unwrap();
         assert_eq!(p.protos, vec![Protocol::Tls]);
-        let p = plan(&u("sip:a@example.com"), &[], None, &[Protocol::Tcp, Protocol::Udp], &[]).unwrap();
+        let p = plan(
+            &u("sip:a@example.com"),
+            &[],
+            None,
+            &[Protocol::Tcp, Protocol::Udp],
+            &[],
+        )
+        .unwrap();
         assert_eq!(p.protos, vec![Protocol::Tcp, Protocol::Udp]);
         assert!(p.use_srv && p.use_naptr);
         // Only transports there are legs for.
         let p = plan(&u("sip:a@example.com"), &[], None, &[], &[Protocol::Udp]).unwrap();
         assert_eq!(p.protos, vec![Protocol::Udp]);
-        assert!(plan(&u("sip:a@example.com;transport=tcp"), &[], None, &[], &[Protocol::Udp]).is_err());
-        let p = plan(&u("sip:a@example.com:5080;transport=TCP"), &[], None, &[], &[]).unwrap();
+        assert!(
+            plan(
+                &u("sip:a@example.com;transport=tcp"),
+                &[],
+                None,
+                &[],
+                &[Protocol::Udp]
+            )
+            .is_err()
+        );
+        let p = plan(
+            &u("sip:a@example.com:5080;transport=TCP"),
+            &[],
+            None,
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             (p.protos.clone(), p.port, p.use_srv),
             (vec![Protocol::Tcp], Some(5080), false)
         );
         assert!(plan(&u("sip:a@example.com;transport=sctp"), &[], None, &[], &[]).is_err());
-        assert!(plan(&u("sip:a@example.com;transport=udp"), &[], None, &[Protocol::Tcp], &[]).is_err());
+        assert!(
+            plan(
+                &u("sip:a@example.com;transport=udp"),
+                &[],
+                None,
+                &[Protocol::Tcp],
+                &[]
+            )
+            .is_err()
+        );
         // maddr wins over the host.
-        let p = plan(&u("sip:a@example.com:7070;maddr=10.9.9.9"), &[], None, &[], &[]).unwrap();
+        let p = plan(
+            &u("sip:a@example.com:7070;maddr=10.9.9.9"),
+            &[],
+            None,
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             (p.host.to_string(), p.port),
             ("10.9.9.9".to_owned(), Some(7070))
