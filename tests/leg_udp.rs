@@ -595,3 +595,41 @@ fn contact_added_only_to_invites_that_start_here() {
     assert_eq!(out.headers().get("Contact"), None);
     assert_eq!(out.vias().count(), 2);
 }
+
+/// A leg bound to the wildcard address writes the address it sends from
+/// towards the destination (learned from the routing table) into its Via
+/// and Contact, never 0.0.0.0; responses to that address are its own.
+#[test]
+fn wildcard_leg_learns_its_source_address() {
+    use sip_dispatch::leg::{Destination, Leg, LegOptions, Protocol};
+    use sip_dispatch::packet::Packet;
+    for (bind, dst) in [
+        ("udp:0.0.0.0:0", "127.0.0.1:5999"),
+        ("udp:[::]:0", "[::1]:5999"),
+    ] {
+        let leg = Leg::bind(bind.parse().unwrap(), LegOptions::default()).unwrap();
+        assert!(leg.is_wildcard());
+        let dst: std::net::SocketAddr = dst.parse().unwrap();
+        let expected = if dst.is_ipv4() {
+            "127.0.0.1".to_owned()
+        } else {
+            "[::1]".to_owned()
+        };
+        assert_eq!(leg.via_host_for(dst.ip()), expected);
+        let text = "INVITE sip:b@x SIP/2.0\r\nFrom: <sip:alice@example.com>;tag=1\r\nTo: <sip:b@x>\r\n\
+                    Call-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let Packet::Request(req) = Packet::parse(text.as_bytes()).unwrap() else {
+            unreachable!()
+        };
+        let bytes = leg.prepare_request(&req, "z9hG4bKw", &Destination::new(Protocol::Udp, dst));
+        let out = Packet::parse(&bytes).unwrap();
+        let via = out.top_via().unwrap();
+        assert_eq!(via.host(), expected);
+        assert_eq!(via.port(), Some(leg.local_addr().port()));
+        let port = leg.local_addr().port();
+        assert_eq!(
+            out.headers().get("Contact"),
+            Some(format!("<sip:alice@{expected}:{port}>").as_str())
+        );
+    }
+}
