@@ -121,9 +121,7 @@ fn options(to: SocketAddr, from: SocketAddr) -> Vec<u8> {
          CSeq: 63104 OPTIONS\r\n\
          Contact: <sip:alice@{from}>\r\n\
          Accept: application/sdp\r\n\
-         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY\r\n\
-         Supported: replaces, timer\r\n\
-         User-Agent: bench/1.0\r\n\
+         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n\
          Content-Length: 0\r\n\r\n"
     );
     let bytes = msg.into_bytes();
@@ -228,7 +226,12 @@ impl RawRx {
     fn new() -> io::Result<RawRx> {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
         s.set_recv_buffer_size(RCVBUF)?;
-        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().map_err(io::Error::other)?.into())?;
+        s.bind(
+            &"127.0.0.1:0"
+                .parse::<SocketAddr>()
+                .map_err(io::Error::other)?
+                .into(),
+        )?;
         s.set_nonblocking(true)?;
         let mut sock = mio::net::UdpSocket::from_std(s.into());
         let poll = Poll::new()?;
@@ -402,8 +405,10 @@ fn tcp_idle_memory(_c: &mut Criterion) {
     // Close them all, let the leg notice, then open 1,000 again: the tables
     // keep their capacity, so this is the per-connection part alone.
     clients.clear();
-    lp.run(Some(Duration::from_secs(10)), &|| leg.connection_count() == 0)
-        .expect("run");
+    lp.run(Some(Duration::from_secs(10)), &|| {
+        leg.connection_count() == 0
+    })
+    .expect("run");
     assert_eq!(leg.connection_count(), 0, "connections closed");
     let before2 = live();
     open_connections(&lp, &leg, &mut clients);

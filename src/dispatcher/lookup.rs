@@ -43,13 +43,20 @@ fn naptr_protocol(services: &str) -> Option<Protocol> {
 /// Orders SRV records by priority, and inside a priority by the weighted
 /// random selection of RFC 2782. Records are (priority, weight, port,
 /// target); the result is (port, target).
-pub(crate) fn order_srv(mut records: Vec<(u16, u16, u16, String)>, rng: &mut impl FnMut() -> u64) -> Vec<(u16, String)> {
+pub(crate) fn order_srv(
+    mut records: Vec<(u16, u16, u16, String)>,
+    rng: &mut impl FnMut() -> u64,
+) -> Vec<(u16, String)> {
     records.sort_by_key(|r| r.0);
     let mut out = Vec::with_capacity(records.len());
     let mut i = 0;
     while i < records.len() {
         let prio = records[i].0;
-        let mut group: Vec<_> = records[i..].iter().take_while(|r| r.0 == prio).cloned().collect();
+        let mut group: Vec<_> = records[i..]
+            .iter()
+            .take_while(|r| r.0 == prio)
+            .cloned()
+            .collect();
         i += group.len();
         // Zero-weight records first, as RFC 2782 asks, so that they get a
         // small chance when others have weight.
@@ -114,7 +121,13 @@ pub(crate) struct Lookup {
 impl Lookup {
     /// Starts; `done` may be called before this returns (a synchronous
     /// resolver, or an IP literal).
-    pub(crate) fn start(plan: Plan, resolver: DnsResolver, prefer_ipv6: bool, seed: u64, done: LookupDone) {
+    pub(crate) fn start(
+        plan: Plan,
+        resolver: DnsResolver,
+        prefer_ipv6: bool,
+        seed: u64,
+        done: LookupDone,
+    ) {
         let this = Rc::new(RefCell::new(Lookup {
             plan,
             resolver,
@@ -141,10 +154,18 @@ impl Lookup {
             (Some(domain), true) if naptr => {
                 this.borrow_mut().pending = 1;
                 let t = this.clone();
-                Self::ask(&this, DnsQuery::Naptr(domain.clone()), move |a| Lookup::on_naptr(&t, &domain, a));
+                Self::ask(&this, DnsQuery::Naptr(domain.clone()), move |a| {
+                    Lookup::on_naptr(&t, &domain, a)
+                });
             }
             (Some(domain), true) => {
-                let names = this.borrow().plan.protos.iter().map(|p| (*p, srv_name(*p, &domain))).collect();
+                let names = this
+                    .borrow()
+                    .plan
+                    .protos
+                    .iter()
+                    .map(|p| (*p, srv_name(*p, &domain)))
+                    .collect();
                 Lookup::ask_srv(&this, names);
             }
             _ => Lookup::ask_addresses(&this),
@@ -164,11 +185,25 @@ impl Lookup {
                 Ok(recs) => recs
                     .into_iter()
                     .filter_map(|r| match r {
-                        DnsRecord::Naptr { order, preference, flags, services, replacement } => {
+                        DnsRecord::Naptr {
+                            order,
+                            preference,
+                            flags,
+                            services,
+                            replacement,
+                        } => {
                             let proto = naptr_protocol(&services)?;
                             // Only transports we can use and the URI allows.
-                            let usable = flags.eq_ignore_ascii_case("s") && l.plan.protos.contains(&proto);
-                            usable.then(|| (order, preference, proto, replacement.trim_end_matches('.').to_owned()))
+                            let usable =
+                                flags.eq_ignore_ascii_case("s") && l.plan.protos.contains(&proto);
+                            usable.then(|| {
+                                (
+                                    order,
+                                    preference,
+                                    proto,
+                                    replacement.trim_end_matches('.').to_owned(),
+                                )
+                            })
                         }
                         _ => None,
                     })
@@ -182,9 +217,16 @@ impl Lookup {
             records.sort_by_key(|r| (r.0, r.1));
             if records.is_empty() {
                 // RFC 3263 4.1: no NAPTR: SRV for each transport we support.
-                l.plan.protos.iter().map(|p| (*p, srv_name(*p, domain))).collect()
+                l.plan
+                    .protos
+                    .iter()
+                    .map(|p| (*p, srv_name(*p, domain)))
+                    .collect()
             } else {
-                records.into_iter().map(|(_, _, p, name)| (p, name)).collect::<Vec<_>>()
+                records
+                    .into_iter()
+                    .map(|(_, _, p, name)| (p, name))
+                    .collect::<Vec<_>>()
             }
         };
         Lookup::ask_srv(this, names);
@@ -214,7 +256,10 @@ impl Lookup {
             match answer {
                 Ok(recs) => {
                     if let Some(slot) = l.srv.get_mut(index) {
-                        *slot = recs.into_iter().filter(|r| matches!(r, DnsRecord::Srv { .. })).collect();
+                        *slot = recs
+                            .into_iter()
+                            .filter(|r| matches!(r, DnsRecord::Srv { .. }))
+                            .collect();
                     }
                 }
                 Err(e) => l.error = Some(e),
@@ -236,8 +281,16 @@ impl Lookup {
                 // RFC 3263 4.2: no SRV: A/AAAA of the domain on the default
                 // port, UDP for sip: and TLS for sips: (or the one transport
                 // the URI names).
-                let default = if l.plan.secure { Protocol::Tls } else { Protocol::Udp };
-                let proto = if l.plan.protos.contains(&default) { default } else { l.plan.protos[0] };
+                let default = if l.plan.secure {
+                    Protocol::Tls
+                } else {
+                    Protocol::Udp
+                };
+                let proto = if l.plan.protos.contains(&default) {
+                    default
+                } else {
+                    l.plan.protos[0]
+                };
                 l.plan.protos = vec![proto];
                 l.error = None;
             }
@@ -328,17 +381,27 @@ impl Lookup {
         if let Ok(ip) = name.parse::<IpAddr>() {
             return vec![ip];
         }
-        let Some(a) = self.addrs.get(name) else { return Vec::new() };
+        let Some(a) = self.addrs.get(name) else {
+            return Vec::new();
+        };
         let v6 = a.v6.iter().map(|x| IpAddr::V6(*x));
         let v4 = a.v4.iter().map(|x| IpAddr::V4(*x));
-        if self.prefer_ipv6 { v6.chain(v4).collect() } else { v4.chain(v6).collect() }
+        if self.prefer_ipv6 {
+            v6.chain(v4).collect()
+        } else {
+            v4.chain(v6).collect()
+        }
     }
 
     fn collect(&mut self) -> Result<Vec<Resolved>, Error> {
         let mut out: Vec<Resolved> = Vec::new();
         let identity = self.plan.identity.clone();
         let mut push = |proto: Protocol, ip: IpAddr, port: u16| {
-            let r = Resolved { proto, addr: SocketAddr::new(ip, port), host: identity.clone() };
+            let r = Resolved {
+                proto,
+                addr: SocketAddr::new(ip, port),
+                host: identity.clone(),
+            };
             if !out.contains(&r) {
                 out.push(r);
             }
@@ -355,9 +418,17 @@ impl Lookup {
                 let recs: Vec<_> = self.srv[i]
                     .iter()
                     .filter_map(|r| match r {
-                        DnsRecord::Srv { priority, weight, port, target } => {
-                            Some((*priority, *weight, *port, target.trim_end_matches('.').to_owned()))
-                        }
+                        DnsRecord::Srv {
+                            priority,
+                            weight,
+                            port,
+                            target,
+                        } => Some((
+                            *priority,
+                            *weight,
+                            *port,
+                            target.trim_end_matches('.').to_owned(),
+                        )),
                         _ => None,
                     })
                     .collect();
@@ -385,10 +456,9 @@ impl Lookup {
         }
         if out.is_empty() {
             let host = &self.plan.host;
-            return Err(self
-                .error
-                .take()
-                .unwrap_or_else(|| Error::new(Errno::EHOSTUNREACH, format!("no address found for {host}"))));
+            return Err(self.error.take().unwrap_or_else(|| {
+                Error::new(Errno::EHOSTUNREACH, format!("no address found for {host}"))
+            }));
         }
         Ok(out)
     }
@@ -400,10 +470,16 @@ mod tests {
 
     #[test]
     fn srv_order_by_priority_and_weight() {
-        let recs = vec![(20, 0, 5080, "b".to_owned()), (10, 60, 5060, "a1".to_owned()), (10, 40, 5062, "a2".to_owned())];
+        let recs = vec![
+            (20, 0, 5080, "b".to_owned()),
+            (10, 60, 5060, "a1".to_owned()),
+            (10, 40, 5062, "a2".to_owned()),
+        ];
         let mut state = 42u64;
         let mut rng = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             state >> 33
         };
         let mut first_a1 = 0;

@@ -55,8 +55,8 @@ use crate::leg::{Leg, LegEvent, Source};
 use crate::packet::{Packet, SipUri};
 
 use self::core::{Core, Effect};
-pub use options::{DispatcherOptions, Timers};
 pub use crate::dns::{DnsAnswer, DnsQuery, DnsRecord, DnsResolver};
+pub use options::{DispatcherOptions, Timers};
 pub use resolve::ProxySpec;
 pub use types::{
     Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats,
@@ -370,7 +370,13 @@ impl Dispatcher {
                     let mut core = self.inner.core.borrow_mut();
                     (core.seed(), core.s.prefer_ipv6)
                 };
-                lookup::Lookup::start(plan, self.inner.resolver.clone(), prefer_ipv6, seed, Box::new(done));
+                lookup::Lookup::start(
+                    plan,
+                    self.inner.resolver.clone(),
+                    prefer_ipv6,
+                    seed,
+                    Box::new(done),
+                );
             }
             Err(e) => done(Err(e)),
         }
@@ -547,7 +553,13 @@ impl Dispatcher {
                         }
                     };
                     let prefer_ipv6 = self.inner.core.borrow().s.prefer_ipv6;
-                    lookup::Lookup::start(plan, self.inner.resolver.clone(), prefer_ipv6, seed, Box::new(done));
+                    lookup::Lookup::start(
+                        plan,
+                        self.inner.resolver.clone(),
+                        prefer_ipv6,
+                        seed,
+                        Box::new(done),
+                    );
                 }
             }
         }

@@ -1,13 +1,21 @@
 //! DNS for RFC 3263: the questions the dispatcher asks and the answers it
-//! expects, as a hook anybody can implement ([`DnsResolver`]).
+//! expects, as a hook anybody can implement ([`DnsResolver`]), and the
+//! built-in [`StubResolver`] (resolv.conf, /etc/hosts, a cache; queries
+//! over UDP and TCP from the event loop, in hickory-proto's wire format).
 
+mod cache;
+mod client;
+mod config;
 mod hosts;
+mod wire;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 
 use crate::error::Error;
 
+pub use client::{DnsStats, StubResolver};
+pub use config::{CacheOptions, DnsConfig};
 pub use hosts::{HostsFile, hosts_resolver};
 
 /// A DNS question the resolver hook is asked.
