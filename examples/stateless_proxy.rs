@@ -34,6 +34,7 @@ const USAGE: &str = "[--listen SPEC]... [--route ROUTE]... [--outgoing-proxy HOS
 
 fn main() {
     common::init_logging();
+    let mut nameservers: Vec<std::net::SocketAddr> = Vec::new();
     let mut args = Args::from_env("stateless_proxy", USAGE);
     let mut listen = Vec::new();
     let mut routes = Vec::new();
@@ -47,10 +48,7 @@ fn main() {
                 routes.push(common::parse_route(&args, &v));
             }
             "--outgoing-proxy" => outgoing_proxy = Some(args.parsed(&arg)),
-            "--nameserver" => {
-                let _ = args.value(&arg);
-                args.fail("--nameserver needs the built-in DNS resolver (not yet available)");
-            }
+            "--nameserver" => nameservers.push(args.parsed::<std::net::SocketAddr>(&arg)),
             "--record-route" if arg.contains('=') => args.fail("--record-route takes no value"),
             "--record-route" => record_route = true,
             other => args.fail(format!("unknown argument {other:?}")),
@@ -68,6 +66,7 @@ fn main() {
         }
     };
     let options = StatelessProxy::dispatcher_options(DispatcherOptions {
+        dns: common::dns_config(&nameservers),
         domain2proxy: routes,
         outgoing_proxy,
         ..DispatcherOptions::default()

@@ -31,10 +31,11 @@ use sip_dispatch::packet::{Method, Packet, Response, Uri};
 use sip_dispatch::ua::{self, Dialog};
 
 const USAGE: &str =
-    "[--leg SPEC]... [--outgoing-proxy HOST:PORT] [--route ROUTE]... [--method METHOD]
-    [--from URI] [--hold-ms N] [--count N] [--window W] [--t1-ms N] [--t2-ms N] URI
+    "[--leg SPEC]... [--outgoing-proxy HOST:PORT] [--route ROUTE]... [--nameserver IP:PORT]
+    [--method METHOD] [--from URI] [--hold-ms N] [--count N] [--window W] [--t1-ms N] [--t2-ms N] URI
   SPEC is [udp:|tcp:]HOST:PORT (default: UDP and TCP on free ports of 0.0.0.0 and [::]).
   ROUTE is DOMAIN=[PROTO:]HOST:PORT; DOMAIN may be * or *.example.com.
+  --nameserver sends DNS queries (RFC 3263: NAPTR, SRV, A/AAAA) there instead of resolv.conf's.
   Prints CODE REASON (or error ERRNO: text) per request; with --count N (W in flight,
   --window) also sent=N ok=N failed=N elapsed_ms=N rate=N/s p50_us=N p99_us=N p999_us=N.
   Exit code: 0 all 2xx, 1 another final response, 2 a delivery failed.";
@@ -309,6 +310,7 @@ fn default_legs() -> Vec<Leg> {
 
 fn main() {
     common::init_logging();
+    let mut nameservers: Vec<std::net::SocketAddr> = Vec::new();
     let mut args = Args::from_env("uac", USAGE);
     let (mut leg_specs, mut routes) = (Vec::new(), Vec::new());
     let mut outgoing_proxy: Option<ProxySpec> = None;
@@ -328,9 +330,7 @@ fn main() {
                 let v = args.value(&arg);
                 routes.push(common::parse_route(&args, &v));
             }
-            "--nameserver" => {
-                args.fail("--nameserver needs the built-in DNS resolver (not yet available)")
-            }
+            "--nameserver" => nameservers.push(args.parsed::<std::net::SocketAddr>(&arg)),
             "--method" => method = args.value(&arg),
             "--from" => from = args.value(&arg),
             "--hold-ms" => hold_ms = args.parsed(&arg),
@@ -376,6 +376,7 @@ fn main() {
         }
     };
     let options = DispatcherOptions {
+        dns: common::dns_config(&nameservers),
         outgoing_proxy,
         domain2proxy: routes,
         timers: common::timers(t1, t2),

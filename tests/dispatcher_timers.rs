@@ -566,11 +566,29 @@ fn queue_expire_returns_the_next_deadline() {
         DeliverOptions::default(),
     )
     .unwrap();
-    let next = uac.queue_expire(w.lp.now()).unwrap();
+    // Never later than the first retransmission (Timer E at 500 ms): the
+    // start of the wheel slot that holds it. Calling again then walks on
+    // to the exact time.
+    let mut next = uac.queue_expire(w.lp.now()).unwrap();
+    assert!(next - w.start <= Duration::from_millis(500));
+    for _ in 0..4 {
+        w.lp.advance(next - w.lp.now());
+        next = uac.queue_expire(w.lp.now()).unwrap();
+        if next - w.start == Duration::from_millis(500) {
+            break;
+        }
+    }
     assert_eq!(
         next - w.start,
         Duration::from_millis(500),
         "the first retransmission (Timer E)"
+    );
+    // At 500 ms the retransmission is due: the next is Timer E again at 1.5 s.
+    w.lp.advance(next - w.lp.now());
+    let after = uac.queue_expire(w.lp.now()).unwrap();
+    assert!(
+        after - w.start > Duration::from_millis(500)
+            && after - w.start <= Duration::from_millis(1500)
     );
 }
 

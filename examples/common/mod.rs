@@ -111,6 +111,17 @@ pub fn parse_route(args: &Args, s: &str) -> (String, ProxySpec) {
     }
 }
 
+/// The resolver configuration for `--nameserver` (the system's, with these
+/// nameservers instead of resolv.conf's); `None` without the flag.
+pub fn dns_config(nameservers: &[std::net::SocketAddr]) -> Option<sip_dispatch::dns::DnsConfig> {
+    if nameservers.is_empty() {
+        return None;
+    }
+    let mut config = sip_dispatch::dns::DnsConfig::system();
+    config.nameservers = nameservers.to_vec();
+    Some(config)
+}
+
 /// Applies `--t1-ms` / `--t2-ms`.
 pub fn timers(t1_ms: Option<u64>, t2_ms: Option<u64>) -> Timers {
     let mut t = Timers::default();

@@ -1,10 +1,17 @@
 //! A slab with generations: ids of removed entries never reach the entry
-//! that reuses their slot.
+//! that reuses their slot. Slots live in fixed-size pages, so growing never
+//! moves existing entries (no large copy when a million deliveries are
+//! pending) and the spare capacity is at most one page.
+
+/// Slots per page.
+const PAGE: usize = 256;
 
 /// Storage with O(1) insert, lookup and remove by `(index, generation)`.
 #[derive(Debug)]
 pub(crate) struct Arena<T> {
-    slots: Vec<Slot<T>>,
+    pages: Vec<Box<[Slot<T>]>>,
+    /// Slots handed out so far (the next fresh index).
+    used: usize,
     free: Vec<u32>,
     len: usize,
 }
@@ -18,7 +25,8 @@ struct Slot<T> {
 impl<T> Default for Arena<T> {
     fn default() -> Self {
         Arena {
-            slots: Vec::new(),
+            pages: Vec::new(),
+            used: 0,
             free: Vec::new(),
             len: 0,
         }
@@ -26,31 +34,55 @@ impl<T> Default for Arena<T> {
 }
 
 impl<T> Arena<T> {
+    fn slot(&self, index: u32) -> Option<&Slot<T>> {
+        let i = index as usize;
+        self.pages.get(i / PAGE).map(|p| &p[i % PAGE])
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot<T>> {
+        let i = index as usize;
+        self.pages.get_mut(i / PAGE).map(|p| &mut p[i % PAGE])
+    }
+
     pub(crate) fn insert(&mut self, value: T) -> (u32, u32) {
         self.len += 1;
         if let Some(i) = self.free.pop() {
-            let slot = &mut self.slots[i as usize];
-            slot.value = Some(value);
-            return (i, slot.generation);
+            if let Some(slot) = self.slot_mut(i) {
+                slot.value = Some(value);
+                return (i, slot.generation);
+            }
         }
-        self.slots.push(Slot {
-            generation: 0,
-            value: Some(value),
-        });
-        ((self.slots.len() - 1) as u32, 0)
+        if self.used == self.pages.len() * PAGE {
+            self.pages.push(
+                (0..PAGE)
+                    .map(|_| Slot {
+                        generation: 0,
+                        value: None,
+                    })
+                    .collect(),
+            );
+        }
+        let i = self.used as u32;
+        self.used += 1;
+        match self.slot_mut(i) {
+            Some(slot) => {
+                slot.value = Some(value);
+                (i, slot.generation)
+            }
+            // Unreachable: the page was just made.
+            None => (i, 0),
+        }
     }
 
     pub(crate) fn get(&self, index: u32, generation: u32) -> Option<&T> {
-        self.slots
-            .get(index as usize)
+        self.slot(index)
             .filter(|s| s.generation == generation)?
             .value
             .as_ref()
     }
 
     pub(crate) fn get_mut(&mut self, index: u32, generation: u32) -> Option<&mut T> {
-        self.slots
-            .get_mut(index as usize)
+        self.slot_mut(index)
             .filter(|s| s.generation == generation)?
             .value
             .as_mut()
@@ -58,8 +90,7 @@ impl<T> Arena<T> {
 
     pub(crate) fn remove(&mut self, index: u32, generation: u32) -> Option<T> {
         let slot = self
-            .slots
-            .get_mut(index as usize)
+            .slot_mut(index)
             .filter(|s| s.generation == generation)?;
         let value = slot.value.take()?;
         slot.generation = slot.generation.wrapping_add(1);
@@ -73,15 +104,19 @@ impl<T> Arena<T> {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u32, &T)> {
-        self.slots
+        self.pages
             .iter()
+            .flat_map(|p| p.iter())
+            .take(self.used)
             .enumerate()
             .filter_map(|(i, s)| s.value.as_ref().map(|v| (i as u32, s.generation, v)))
     }
 
-    /// Heap bytes of the slot table (not of what the values own).
+    /// Heap bytes of the slot pages (not of what the values own).
     pub(crate) fn table_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot<T>>() + self.free.capacity() * 4
+        self.pages.len() * PAGE * std::mem::size_of::<Slot<T>>()
+            + self.pages.capacity() * std::mem::size_of::<Box<[Slot<T>]>>()
+            + self.free.capacity() * 4
     }
 }
 
@@ -101,5 +136,21 @@ mod tests {
         assert_eq!(a.get(i2, g2), Some(&"two"));
         assert_eq!(a.remove(i, g), None);
         assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn pages_grow_without_moving() {
+        let mut a = Arena::default();
+        let ids: Vec<(u32, u32)> = (0..1000).map(|n| a.insert(n)).collect();
+        assert_eq!(a.len(), 1000);
+        for (n, (i, g)) in ids.iter().enumerate() {
+            assert_eq!(a.get(*i, *g), Some(&n));
+        }
+        assert_eq!(a.iter().count(), 1000);
+        assert_eq!(a.get(5000, 0), None);
+        for (i, g) in &ids[..500] {
+            a.remove(*i, *g);
+        }
+        assert_eq!(a.iter().map(|(_, _, v)| *v).min(), Some(500));
     }
 }

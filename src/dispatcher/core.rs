@@ -87,7 +87,6 @@ struct Delivery {
     allowed_legs: Option<LegId>,
     allowed_proto: Vec<Protocol>,
     branch: Option<Rc<str>>,
-    client_key: Option<TransactionKey>,
     bytes: Option<Rc<[u8]>>,
     ack_bytes: Option<Rc<[u8]>>,
     timers: [Option<TimerKey>; 3],
@@ -95,10 +94,10 @@ struct Delivery {
     default_udp: bool,
     /// The 1300-byte rule switched to this TCP target; on a transport
     /// error go back to UDP once.
-    size_fallback: Option<Target>,
+    size_fallback: Option<LegId>,
     indexed: bool,
     by_dst: Option<(Protocol, SocketAddr)>,
-    dialog: Option<DialogKey>,
+    dialog: Option<Box<DialogKey>>,
     server: Option<(u32, u32)>,
     resolving: bool,
 }
@@ -125,6 +124,16 @@ struct ServerTx {
     last_response: Option<Rc<[u8]>>,
     response_delivery: Option<DeliveryId>,
     expire: Option<TimerKey>,
+}
+
+/// The deliveries waiting for a first answer from one destination (for
+/// ICMP errors). Removal is lazy: a removed delivery stays in `ids` until
+/// the list is compacted, which happens when it holds twice as many ids as
+/// are live, so add and remove are O(1) amortized whatever the number of
+/// deliveries to one next hop.
+struct DstIndex {
+    ids: Vec<DeliveryId>,
+    live: usize,
 }
 
 /// One id or several: most ids and Call-IDs name one delivery, which then
@@ -171,7 +180,7 @@ pub(crate) struct Core {
     client_keys: HashMap<TransactionKey, DeliveryId>,
     dialogs: HashMap<DialogKey, DeliveryId>,
     queued_tokens: HashMap<SendToken, DeliveryId>,
-    by_dst: HashMap<(Protocol, SocketAddr), Ids>,
+    by_dst: HashMap<(Protocol, SocketAddr), DstIndex>,
     servers: Arena<ServerTx>,
     server_keys: HashMap<TransactionKey, (u32, u32)>,
     server_order: VecDeque<(u32, u32)>,
@@ -375,7 +384,6 @@ impl Core {
             allowed_legs: opts.leg,
             allowed_proto: opts.allowed_proto,
             branch,
-            client_key: None,
             bytes: None,
             ack_bytes: None,
             timers: [None; 3],
@@ -397,7 +405,7 @@ impl Core {
         if let Some(key) = dialog {
             self.dialogs.insert(key.clone(), id);
             if let Some(d) = self.get_mut(id) {
-                d.dialog = Some(key);
+                d.dialog = Some(Box::new(key));
             }
         }
 
@@ -418,7 +426,7 @@ impl Core {
                 self.set_targets(id, vec![Target { leg, dst }], now);
             }
             (leg, Some(dst)) => {
-                let found = self.legs_for(dst.proto, &dst.addr, leg).into_iter().next();
+                let found = self.first_leg_for(dst.proto, &dst.addr, leg);
                 match found {
                     Some(l) => self.set_targets(id, vec![Target { leg: l, dst }], now),
                     None => self.finish(
@@ -465,16 +473,17 @@ impl Core {
         }
     }
 
-    /// Legs that can send to `addr` over `proto`, optionally only `only`.
-    pub(crate) fn legs_for(
+    /// The first leg that can send to `addr` over `proto` (only `only`,
+    /// when given).
+    pub(crate) fn first_leg_for(
         &self,
         proto: Protocol,
         addr: &SocketAddr,
         only: Option<LegId>,
-    ) -> Vec<LegId> {
+    ) -> Option<LegId> {
         self.legs
             .iter()
-            .filter(|(i, g, leg)| {
+            .find(|(i, g, leg)| {
                 only.is_none_or(|o| o.index == *i && o.generation == *g)
                     && leg.can_deliver_to(proto, addr)
             })
@@ -482,7 +491,6 @@ impl Core {
                 index: i,
                 generation: g,
             })
-            .collect()
     }
 
     fn start_resolution(&mut self, id: DeliveryId) {
@@ -623,9 +631,9 @@ impl Core {
     }
 
     pub(crate) fn targets_for(&self, resolved: &[Resolved], only: Option<LegId>) -> Vec<Target> {
-        let mut targets = Vec::new();
+        let mut targets = Vec::with_capacity(resolved.len());
         for r in resolved {
-            if let Some(leg) = self.legs_for(r.proto, &r.addr, only).into_iter().next() {
+            if let Some(leg) = self.first_leg_for(r.proto, &r.addr, only) {
                 targets.push(Target {
                     leg,
                     dst: Destination {
@@ -669,7 +677,7 @@ impl Core {
             }
         }
         match route::via_destination(resp) {
-            Ok((proto, addr)) => match self.legs_for(proto, &addr, only).into_iter().next() {
+            Ok((proto, addr)) => match self.first_leg_for(proto, &addr, only) {
                 Some(leg) => self.set_targets(
                     id,
                     vec![Target {
@@ -721,13 +729,9 @@ impl Core {
                     && target.dst.proto == Protocol::Udp
                     && bytes.len() > threshold
                 {
-                    if let Some(tcp) = self
-                        .legs_for(Protocol::Tcp, &target.dst.addr, None)
-                        .into_iter()
-                        .next()
-                    {
+                    if let Some(tcp) = self.first_leg_for(Protocol::Tcp, &target.dst.addr, None) {
                         if let Some(tcp_leg) = self.leg(tcp).cloned() {
-                            let udp_target = target.clone();
+                            let udp_leg = target.leg;
                             target = Target {
                                 leg: tcp,
                                 dst: Destination {
@@ -738,7 +742,7 @@ impl Core {
                             bytes = tcp_leg.prepare_request(req, &branch, &target.dst);
                             leg = tcp_leg;
                             if let Some(d) = self.deliveries.get_mut(id.index, id.generation) {
-                                d.size_fallback = Some(udp_target);
+                                d.size_fallback = Some(udp_leg);
                                 let i = d.target_index;
                                 d.targets[i] = target.clone();
                             }
@@ -783,11 +787,8 @@ impl Core {
         if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
             (&d.mode, &d.packet, &d.branch)
         {
-            let key = TransactionKey::client(branch, req.method().clone());
-            if let Some(old) = d.client_key.replace(key.clone()) {
-                self.client_keys.remove(&old);
-            }
-            self.client_keys.insert(key, id);
+            self.client_keys
+                .insert(TransactionKey::client(branch, req.method().clone()), id);
         }
         self.set_by_dst(id, Some((target.dst.proto, target.dst.addr)));
         self.effects.push_back(Effect::Send {
@@ -812,20 +813,36 @@ impl Core {
     }
 
     fn set_by_dst(&mut self, id: DeliveryId, key: Option<(Protocol, SocketAddr)>) {
-        let Some(d) = self.get_mut(id) else { return };
+        let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
+            return;
+        };
         let old = std::mem::replace(&mut d.by_dst, key);
+        if old == key {
+            return;
+        }
         if let Some(old) = old {
-            if self.by_dst.get_mut(&old).is_some_and(|ids| ids.remove(id)) {
-                self.by_dst.remove(&old);
+            if let Some(entry) = self.by_dst.get_mut(&old) {
+                entry.live -= 1;
+                if entry.live == 0 {
+                    self.by_dst.remove(&old);
+                }
             }
         }
         if let Some(k) = key {
-            match self.by_dst.get_mut(&k) {
-                Some(ids) => ids.push(id),
-                None => {
-                    self.by_dst.insert(k, Ids::One(id));
-                }
+            let entry = self.by_dst.entry(k).or_insert_with(|| DstIndex {
+                ids: Vec::new(),
+                live: 0,
+            });
+            if entry.ids.len() >= 2 * entry.live + 8 {
+                let deliveries = &self.deliveries;
+                entry.ids.retain(|i| {
+                    deliveries
+                        .get(i.index, i.generation)
+                        .is_some_and(|d| d.by_dst == Some(k))
+                });
             }
+            entry.ids.push(id);
+            entry.live += 1;
         }
     }
 
@@ -875,10 +892,15 @@ impl Core {
     /// The network said a destination is unreachable: deliveries waiting
     /// for a first answer from it move on at once.
     pub(crate) fn on_unreachable(&mut self, dst: &Destination, error: Error, now: Instant) {
-        let Some(ids) = self.by_dst.get(&(dst.proto, dst.addr)).map(Ids::to_vec) else {
+        let key = (dst.proto, dst.addr);
+        let Some(ids) = self.by_dst.get(&key).map(|e| e.ids.clone()) else {
             return;
         };
         for id in ids {
+            // Skip ids left behind by lazy removal, or moved elsewhere.
+            if self.get(id).is_none_or(|d| d.by_dst != Some(key)) {
+                continue;
+            }
             let early = match self.get(id).map(|d| &d.mode) {
                 Some(Mode::Client(tx)) => {
                     matches!(tx.state, ClientState::Calling | ClientState::Trying)
@@ -896,10 +918,11 @@ impl Core {
     /// the next target, or failure.
     fn transport_error(&mut self, id: DeliveryId, error: Error, now: Instant) {
         let Some(d) = self.get_mut(id) else { return };
-        if let Some(udp) = d.size_fallback.take() {
+        if let Some(udp_leg) = d.size_fallback.take() {
             // 18.1.1: "if the TCP connect fails, UDP once".
             let i = d.target_index;
-            d.targets[i] = udp;
+            d.targets[i].leg = udp_leg;
+            d.targets[i].dst.proto = Protocol::Udp;
             d.default_udp = false;
             log::debug!("{id}: TCP for a large request failed ({error}); trying UDP");
             self.restart(id, now, false);
@@ -920,6 +943,15 @@ impl Core {
     fn restart(&mut self, id: DeliveryId, now: Instant, new_branch: bool) {
         self.stop_all_timers(id);
         if new_branch {
+            // The old transaction's key goes; send_current indexes the new.
+            if let Some(d) = self.deliveries.get(id.index, id.generation) {
+                if let (Packet::Request(req), Some(branch)) = (&d.packet, &d.branch) {
+                    let key = TransactionKey::client(branch, req.method().clone());
+                    if self.client_keys.get(&key) == Some(&id) {
+                        self.client_keys.remove(&key);
+                    }
+                }
+            }
             let b = self.new_branch();
             if let Some(d) = self.get_mut(id) {
                 d.branch = Some(b);
@@ -982,13 +1014,12 @@ impl Core {
     }
 
     /// Runs every timer due at `now`; returns the next deadline.
-    pub(crate) fn expire(&mut self, now: Instant) -> Option<Instant> {
+    pub(crate) fn expire(&mut self, now: Instant) {
         let now_tick = self.now_tick(now);
         // Bounded by the number of timers due; each is removed as it fires.
         while let Some((_, r)) = self.wheel.poll(now_tick) {
             self.fire(r, now);
         }
-        self.wheel.next_deadline().map(|t| self.instant_of(t))
     }
 
     fn fire(&mut self, r: TimerRef, now: Instant) {
@@ -1183,14 +1214,17 @@ impl Core {
                 self.by_callid.remove(&d.callid);
             }
         }
-        if let Some(key) = d.client_key {
+        if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
+            (&d.mode, &d.packet, &d.branch)
+        {
+            let key = TransactionKey::client(branch, req.method().clone());
             if self.client_keys.get(&key) == Some(&id) {
                 self.client_keys.remove(&key);
             }
         }
         if let Some(key) = d.dialog {
-            if self.dialogs.get(&key) == Some(&id) {
-                self.dialogs.remove(&key);
+            if self.dialogs.get(&*key) == Some(&id) {
+                self.dialogs.remove(&*key);
             }
         }
         if let Some(sid) = d.server {
@@ -1623,4 +1657,20 @@ pub(crate) fn build_ack(invite: &Request, resp: &Response) -> Request {
     }
     h.push("Content-Length", "0");
     ack
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// A guard on the per-delivery footprint (a million may be pending):
+    /// the packet's own struct is 200 bytes of it.
+    #[test]
+    fn delivery_stays_small() {
+        assert!(
+            std::mem::size_of::<super::Delivery>() <= 512,
+            "{}",
+            std::mem::size_of::<super::Delivery>()
+        );
+        assert!(std::mem::size_of::<crate::packet::Packet>() <= 200);
+        assert_eq!(std::mem::size_of::<super::TimerRef>(), 12);
+    }
 }

@@ -168,11 +168,17 @@ impl Dispatcher {
             Some(lp) => lp,
             None => Rc::new(MioEventloop::new()?),
         };
+        let dns_config = options.dns.clone();
         let settings: options::Settings = options.into();
-        let resolver = settings
-            .dns_resolver
-            .clone()
-            .unwrap_or_else(crate::dns::hosts_resolver);
+        // The hook when one is given; else the built-in stub resolver on
+        // this loop (with /etc/resolv.conf and /etc/hosts by default).
+        let resolver = match settings.dns_resolver.clone() {
+            Some(hook) => hook,
+            None => {
+                let config = dns_config.unwrap_or_else(crate::dns::DnsConfig::system);
+                crate::dns::StubResolver::new(lp.clone(), config).hook()
+            }
+        };
         let inner = Rc::new(Inner {
             core: RefCell::new(Core::new(settings, lp.now(), random_seed())),
             lp,
@@ -402,12 +408,25 @@ impl Dispatcher {
     }
 
     /// Runs every timer due at `now` (retransmissions, timeouts, cache
-    /// expiry) and returns the next deadline. The dispatcher calls this
-    /// itself on time; the one-second sweep of the man page calls it too.
+    /// expiry) and returns when to call it again: a time never later than
+    /// the earliest pending expiry (exact when that expiry is within the
+    /// timer wheel's first level, 64 ms; else the start of the wheel slot
+    /// that holds it), `None` when nothing is pending. O(1): it does not
+    /// depend on how many deliveries are pending. The dispatcher runs its
+    /// timers itself, each on time; calling this is only needed when
+    /// driving time by hand.
     pub fn queue_expire(&self, now: Instant) -> Option<Instant> {
-        let next = self.inner.core.borrow_mut().expire(now);
+        self.inner.core.borrow_mut().expire(now);
         self.pump();
-        next
+        let core = self.inner.core.borrow();
+        core.next_expiration().map(|t| core.instant_of(t))
+    }
+
+    /// The sweep behind the one-second timer: due timers only.
+    fn sweep(&self) {
+        let now = self.inner.lp.now();
+        self.inner.core.borrow_mut().expire(now);
+        self.pump();
     }
 
     /// Counters and sizes.
@@ -627,8 +646,7 @@ impl Dispatcher {
                     Box::new(move || {
                         if let Some(d) = weak.upgrade() {
                             let _loop = LoopGuard::new(&d.inner);
-                            let now = d.inner.lp.now();
-                            d.queue_expire(now);
+                            d.sweep();
                         }
                     }),
                 );

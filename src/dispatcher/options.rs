@@ -71,9 +71,14 @@ pub struct DispatcherOptions {
     /// Answer requests that fail [`Request::check`](crate::packet::Request::check)
     /// with 400/505 instead of passing them up (default on).
     pub validate_requests: Option<bool>,
-    /// The DNS lookups behind RFC 3263 resolution (default: IP literals and
-    /// /etc/hosts only).
+    /// The DNS lookups behind RFC 3263 resolution: a hook of your own.
+    /// Default: the built-in [`StubResolver`](crate::dns::StubResolver) on
+    /// the dispatcher's event loop, configured by `dns`.
     pub dns_resolver: Option<DnsResolver>,
+    /// Configuration of the built-in resolver (default:
+    /// [`DnsConfig::system`](crate::dns::DnsConfig::system), from
+    /// /etc/resolv.conf and /etc/hosts). Ignored when `dns_resolver` is set.
+    pub dns: Option<crate::dns::DnsConfig>,
     /// RFC 3261 timers.
     pub timers: Timers,
     /// Requests larger than this (bytes, Via included) go over TCP when UDP
@@ -100,6 +105,7 @@ impl std::fmt::Debug for DispatcherOptions {
             .field("server_transactions", &self.server_transactions)
             .field("validate_requests", &self.validate_requests)
             .field("dns_resolver", &self.dns_resolver.is_some())
+            .field("dns", &self.dns)
             .field("timers", &self.timers)
             .field("udp_size_threshold", &self.udp_size_threshold)
             .field("prefer_ipv6", &self.prefer_ipv6)

@@ -38,6 +38,8 @@ pub(crate) struct UdpTransport {
     /// [`UdpTransport::send_datagram`]), to be reported as
     /// [`LegEvent::Unreachable`].
     unreachable: Vec<(SocketAddr, Errno)>,
+    /// The socket is IPv6 (then IPv4 destinations go as mapped addresses).
+    ipv6: bool,
 }
 
 impl UdpTransport {
@@ -69,7 +71,9 @@ impl UdpTransport {
     pub(crate) fn from_socket(socket: UdpSocket) -> io::Result<UdpTransport> {
         socket.set_nonblocking(true)?;
         enable_recverr(socket.as_raw_fd(), socket.local_addr()?.is_ipv6());
+        let ipv6 = socket.local_addr()?.is_ipv6();
         Ok(UdpTransport {
+            ipv6,
             socket: Rc::new(socket),
             handle: None,
             queue: VecDeque::new(),
@@ -146,8 +150,8 @@ impl UdpTransport {
 
     /// IPv4 destinations from a dual-stack IPv6 socket go as mapped addresses.
     fn target(&self, addr: SocketAddr) -> SocketAddr {
-        match (self.socket.local_addr(), addr) {
-            (Ok(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+        match addr {
+            SocketAddr::V4(v4) if self.ipv6 => {
                 SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
             }
             _ => addr,

@@ -36,21 +36,22 @@ pub(crate) fn host_of(ip: IpAddr) -> String {
 /// `received` is always added). Returns false when the request has no
 /// usable top Via (the caller drops it).
 pub(crate) fn stamp_received(req: &mut Request, from: SocketAddr) -> bool {
-    let (needs_received, fill_rport, top) = {
-        let Ok(via) = req.top_via() else { return false };
+    let new_value = {
+        let Some(top) = req.headers().get(HeaderName::Via) else {
+            return false;
+        };
+        let Ok(via) = Via::parse(top) else {
+            return false;
+        };
         let fill_rport = via.rport() == Some(None);
         let same_host = via
             .ip()
             .is_some_and(|ip| canonical(ip) == canonical(from.ip()));
-        let Some(top) = req.headers().get(HeaderName::Via) else {
-            return false;
-        };
-        (!same_host || fill_rport, fill_rport, top.to_owned())
+        if same_host && !fill_rport {
+            return true;
+        }
+        rewrite_params(top, from, true, fill_rport)
     };
-    if !needs_received {
-        return true;
-    }
-    let new_value = rewrite_params(&top, from, needs_received, fill_rport);
     req.headers_mut().replace_first(HeaderName::Via, &new_value);
     true
 }
@@ -79,14 +80,14 @@ fn rewrite_params(top: &str, from: SocketAddr, received: bool, rport: bool) -> S
         out.push(';');
         out.push_str(p.trim());
     }
+    // Written straight into `out`: this runs for every request received.
+    use std::fmt::Write;
     if received {
         // RFC 3261 grammar: received = IPv4address / IPv6address (no brackets).
-        out.push_str(";received=");
-        out.push_str(&canonical(from.ip()).to_string());
+        let _ = write!(out, ";received={}", canonical(from.ip()));
     }
     if rport {
-        out.push_str(";rport=");
-        out.push_str(&from.port().to_string());
+        let _ = write!(out, ";rport={}", from.port());
     }
     out
 }

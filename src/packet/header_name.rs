@@ -30,6 +30,16 @@ macro_rules! known_headers {
         const ALL: &[HeaderName] = &[$(HeaderName::$variant,)*];
 
         impl HeaderName {
+            /// The position in the list of known headers.
+            pub(crate) fn index(self) -> u32 {
+                self as u32
+            }
+
+            /// The known header at a position.
+            pub(crate) fn from_index(i: u32) -> Option<HeaderName> {
+                ALL.get(i as usize).copied()
+            }
+
             /// The canonical (long) spelling, as written in new headers.
             pub const fn as_str(self) -> &'static str {
                 match self { $(HeaderName::$variant => $name,)* }

@@ -6,22 +6,41 @@ use std::rc::Rc;
 use super::header_name::{AsHeaderName, HeaderName};
 use super::text::{ListIter, split_list};
 
-/// Where a piece of text lives: in the message's source buffer, in static
-/// memory, or in its own allocation (edited or new text).
+/// Where a piece of text lives: in the message's source buffer (a span),
+/// or in its own allocation (edited or new text). Static texts (a known
+/// header's canonical name, `SIP/2.0`) are spans with a start of
+/// `u32::MAX`: that keeps `Text` at 16 bytes, and every header field at 48.
 #[derive(Clone, Debug)]
 pub(crate) enum Text {
     Span(u32, u32),
-    Static(&'static str),
     Owned(Box<str>),
 }
+
+/// The start of a span that names a static text.
+const STATIC: u32 = u32::MAX;
+/// The static text `SIP/2.0`.
+const SIP_2_0: u32 = u32::MAX;
 
 impl Text {
     pub(crate) fn resolve<'a>(&'a self, src: &'a str) -> &'a str {
         match self {
+            Text::Span(STATIC, SIP_2_0) => "SIP/2.0",
+            Text::Span(STATIC, i) => HeaderName::from_index(*i)
+                .map(HeaderName::as_str)
+                .unwrap_or(""),
             Text::Span(a, b) => src.get(*a as usize..*b as usize).unwrap_or(""),
-            Text::Static(s) => s,
             Text::Owned(s) => s,
         }
+    }
+
+    /// A known header's canonical name.
+    pub(crate) fn known(h: HeaderName) -> Text {
+        Text::Span(STATIC, h.index())
+    }
+
+    /// `SIP/2.0`.
+    pub(crate) fn sip_2_0() -> Text {
+        Text::Span(STATIC, SIP_2_0)
     }
 }
 
@@ -280,7 +299,7 @@ impl Headers {
     fn new_field(&self, name: &str, value: &str) -> Field {
         let id = HeaderName::parse(name);
         let name = match id {
-            Some(h) if h.as_str() == name => Text::Static(h.as_str()),
+            Some(h) if h.as_str() == name => Text::known(h),
             _ => Text::Owned(name.into()),
         };
         Field {
@@ -305,7 +324,7 @@ impl Headers {
             } else {
                 Field {
                     name: match &f.name {
-                        Text::Static(s) => Text::Static(s),
+                        Text::Span(STATIC, i) => Text::Span(STATIC, *i),
                         t => Text::Owned(t.resolve(&other.src).into()),
                     },
                     value: Text::Owned(f.value.resolve(&other.src).into()),

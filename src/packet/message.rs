@@ -282,7 +282,7 @@ impl Request {
             method,
             uri,
             line: None,
-            version: Text::Static("SIP/2.0"),
+            version: Text::sip_2_0(),
             msg: Message::new_empty(),
         }
     }
@@ -413,7 +413,7 @@ impl Response {
             code,
             reason: Text::Owned(reason.into()),
             line: None,
-            version: Text::Static("SIP/2.0"),
+            version: Text::sip_2_0(),
             msg: Message::new_empty(),
         }
     }
