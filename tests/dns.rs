@@ -899,3 +899,101 @@ fn the_dispatcher_fails_over_from_a_dead_srv_target_to_the_next() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn two_deliveries_at_once_cost_one_query_per_question() {
+    let lp: Rc<dyn Eventloop> = Rc::new(MioEventloop::new().unwrap());
+    let uas_leg = bind("udp:127.0.0.1:0");
+    let (_uas, count) = answering(&lp, uas_leg.clone());
+    let port = uas_leg.local_addr().port();
+    let zone = Zone::new()
+        .srv("_sip._udp.twice.test", 10, 0, port, "uas.twice.test", 300)
+        .a("uas.twice.test", [127, 0, 0, 1], 300)
+        .soa("twice.test", 300, 60);
+    let server = DnsServer::start(zone);
+    let resolver = StubResolver::new(lp.clone(), config(&[server.addr]));
+    let uac = Dispatcher::new(
+        vec![bind("udp:127.0.0.1:0")],
+        Some(lp.clone()),
+        DispatcherOptions {
+            dns_resolver: Some(resolver.hook()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let outcomes: Rc<RefCell<Vec<DeliveryOutcome>>> = Rc::default();
+    for call in ["twice-1", "twice-2"] {
+        let o = outcomes.clone();
+        let opts = DeliverOptions::with_callback(move |_, out| o.borrow_mut().push(out));
+        uac.deliver(
+            dispatch::request("OPTIONS", "sip:x@twice.test", call, 1),
+            opts,
+        )
+        .unwrap();
+    }
+    lp.run(Some(Duration::from_secs(10)), &|| {
+        outcomes.borrow().len() == 2
+    })
+    .unwrap();
+    assert_eq!(*outcomes.borrow(), vec![DeliveryOutcome::Completed(200); 2]);
+    assert_eq!(count.get(), 2);
+    // NAPTR, SRV (UDP: the only leg), AAAA and A of the target: each asked
+    // once for both deliveries (coalesced in flight).
+    let mut asked: Vec<(String, RecordType)> = server
+        .queries()
+        .into_iter()
+        .map(|q| (q.name, q.qtype))
+        .collect();
+    asked.sort_by(|a, b| (a.0.as_str(), a.1.to_string()).cmp(&(b.0.as_str(), b.1.to_string())));
+    assert_eq!(
+        asked,
+        vec![
+            ("_sip._udp.twice.test".into(), RecordType::SRV),
+            ("twice.test".into(), RecordType::NAPTR),
+            ("uas.twice.test".into(), RecordType::A),
+            ("uas.twice.test".into(), RecordType::AAAA),
+        ]
+    );
+}
+
+#[test]
+fn address_family_preference_orders_the_targets() {
+    use sip_dispatch::dns::{DnsQuery, DnsRecord, DnsResolver};
+    use sip_dispatch::packet::SipUri;
+    let hook: DnsResolver = Rc::new(|q, answer| {
+        answer(Ok(match q {
+            DnsQuery::A(n) if n == "dual.test" => vec![DnsRecord::A([127, 0, 0, 1].into())],
+            DnsQuery::Aaaa(n) if n == "dual.test" => vec![DnsRecord::Aaaa("::1".parse().unwrap())],
+            _ => vec![],
+        }))
+    });
+    for prefer_ipv6 in [true, false] {
+        let lp: Rc<dyn Eventloop> = Rc::new(MioEventloop::new().unwrap());
+        let d = Dispatcher::new(
+            vec![bind("udp:127.0.0.1:0"), bind("udp:[::1]:0")],
+            Some(lp.clone()),
+            DispatcherOptions {
+                dns_resolver: Some(hook.clone()),
+                prefer_ipv6: Some(prefer_ipv6),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let got: Rc<RefCell<Option<Vec<bool>>>> = Rc::default();
+        let g = got.clone();
+        d.resolve_uri(
+            &SipUri::parse("sip:x@dual.test").unwrap(),
+            &[],
+            None,
+            move |_, r| {
+                *g.borrow_mut() = Some(r.unwrap().iter().map(|t| t.dst.addr.is_ipv6()).collect());
+            },
+        );
+        lp.run(Some(Duration::from_secs(2)), &|| got.borrow().is_some())
+            .unwrap();
+        assert_eq!(
+            got.borrow().clone().unwrap(),
+            vec![prefer_ipv6, !prefer_ipv6]
+        );
+    }
+}

@@ -563,6 +563,9 @@ impl Core {
         let resolved = match result {
             Ok(r) => r,
             Err(e) => {
+                // The error names the host (NXDOMAIN, no usable record,
+                // a DNS timeout).
+                log::info!("{id}: cannot resolve where to send it: {e}");
                 self.finish(id, DeliveryOutcome::Failed(e));
                 return;
             }
