@@ -76,17 +76,65 @@ enum Mode {
 /// The Call-ID, CSeq number and To tag that an ACK for a 2xx matches.
 type DialogKey = (Rc<str>, u32, Rc<str>);
 
+/// An id or Call-ID given to `deliver` instead of the packet's own.
+struct Labels {
+    id: Option<Box<str>>,
+    callid: Option<Box<str>>,
+}
+
+/// Hashes the strings the indexes are keyed on: SipHash with keys random
+/// per dispatcher (peers choose Call-IDs and branches, so a fixed hash
+/// could be flooded). Indexes hold the 8-byte hash, not the string; a hit
+/// is confirmed against the delivery itself.
+struct Keys(std::collections::hash_map::RandomState);
+
+impl Keys {
+    fn of(&self, s: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.0.hash_one(s)
+    }
+
+    fn of_transaction(&self, branch: &str, method: &Method) -> u64 {
+        use std::hash::BuildHasher;
+        self.0.hash_one((branch, method.as_str()))
+    }
+}
+
+/// A hasher for keys that already are hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with it; keep it total anyway.
+        for b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(*b) ^ (self.0 >> 56);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashIndex<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
+
 struct Delivery {
     packet: Packet,
-    id: Rc<str>,
-    callid: Rc<str>,
+    /// Keys of the id and Call-ID indexes (hashes of the strings).
+    id_key: u64,
+    callid_key: u64,
+    /// An id or Call-ID the caller gave instead of the packet's.
+    labels: Option<Box<Labels>>,
     callback: Option<DeliveryCallback>,
     mode: Mode,
     targets: Vec<Target>,
     target_index: usize,
     allowed_legs: Option<LegId>,
-    allowed_proto: Vec<Protocol>,
-    branch: Option<Rc<str>>,
+    allowed_proto: Box<[Protocol]>,
+    branch: Option<Box<str>>,
     bytes: Option<Rc<[u8]>>,
     ack_bytes: Option<Rc<[u8]>>,
     timers: [Option<TimerKey>; 3],
@@ -96,7 +144,8 @@ struct Delivery {
     /// error go back to UDP once.
     size_fallback: Option<LegId>,
     indexed: bool,
-    by_dst: Option<(Protocol, SocketAddr)>,
+    /// Listed in `Core::by_dst` under its current target.
+    by_dst: bool,
     dialog: Option<Box<DialogKey>>,
     server: Option<(u32, u32)>,
     resolving: bool,
@@ -170,14 +219,56 @@ impl Ids {
     }
 }
 
+fn index_add(index: &mut HashIndex<Ids>, key: u64, id: DeliveryId) {
+    match index.get_mut(&key) {
+        Some(ids) => ids.push(id),
+        None => {
+            index.insert(key, Ids::One(id));
+        }
+    }
+}
+
+fn index_remove(index: &mut HashIndex<Ids>, key: u64, id: DeliveryId) {
+    if index.get_mut(&key).is_some_and(|ids| ids.remove(id)) {
+        index.remove(&key);
+    }
+}
+
+impl Delivery {
+    /// The (transport, address) of the current target.
+    fn dst_key(&self) -> Option<(Protocol, SocketAddr)> {
+        self.targets
+            .get(self.target_index)
+            .map(|t| (t.dst.proto, t.dst.addr))
+    }
+
+    /// The id for [`Cancel::Id`]: the caller's, or the packet's tid.
+    fn id(&self) -> std::borrow::Cow<'_, str> {
+        match self.labels.as_ref().and_then(|l| l.id.as_deref()) {
+            Some(id) => std::borrow::Cow::Borrowed(id),
+            None => std::borrow::Cow::Owned(self.packet.tid()),
+        }
+    }
+
+    /// The Call-ID for [`Cancel::CallId`]: the caller's, or the packet's.
+    fn callid(&self) -> &str {
+        self.labels
+            .as_ref()
+            .and_then(|l| l.callid.as_deref())
+            .unwrap_or(self.packet.callid())
+    }
+}
+
 pub(crate) struct Core {
     pub(crate) s: Settings,
     origin: Instant,
     pub(crate) legs: Arena<Leg>,
     deliveries: Arena<Delivery>,
-    by_id: HashMap<Rc<str>, Ids>,
-    by_callid: HashMap<Rc<str>, Ids>,
-    client_keys: HashMap<TransactionKey, DeliveryId>,
+    keys: Keys,
+    by_id: HashIndex<Ids>,
+    by_callid: HashIndex<Ids>,
+    /// Client transactions by (branch, method) hash.
+    client_keys: HashIndex<Ids>,
     dialogs: HashMap<DialogKey, DeliveryId>,
     queued_tokens: HashMap<SendToken, DeliveryId>,
     by_dst: HashMap<(Protocol, SocketAddr), DstIndex>,
@@ -206,9 +297,10 @@ impl Core {
             origin,
             legs: Arena::default(),
             deliveries: Arena::default(),
-            by_id: HashMap::new(),
-            by_callid: HashMap::new(),
-            client_keys: HashMap::new(),
+            keys: Keys(std::collections::hash_map::RandomState::new()),
+            by_id: HashIndex::default(),
+            by_callid: HashIndex::default(),
+            client_keys: HashIndex::default(),
             dialogs: HashMap::new(),
             queued_tokens: HashMap::new(),
             by_dst: HashMap::new(),
@@ -258,9 +350,9 @@ impl Core {
         self.random()
     }
 
-    fn new_branch(&mut self) -> Rc<str> {
+    fn new_branch(&mut self) -> Box<str> {
         let r = self.random();
-        Rc::from(format!("z9hG4bK{r:016x}"))
+        format!("z9hG4bK{r:016x}").into_boxed_str()
     }
 
     // ---- stats ----
@@ -346,16 +438,21 @@ impl Core {
             }
             Packet::Response(_) => Mode::Oneshot,
         };
-        let id: Rc<str> = match opts.id {
-            Some(id) => id.into(),
-            None => packet.tid().into(),
+        let id_key = match &opts.id {
+            Some(id) => self.keys.of(id),
+            None => self.keys.of(&packet.tid()),
         };
-        let callid: Rc<str> = match opts.callid {
-            Some(c) => c.into(),
-            None => Rc::from(packet.callid()),
-        };
+        let callid_key = self
+            .keys
+            .of(opts.callid.as_deref().unwrap_or(packet.callid()));
+        let labels = (opts.id.is_some() || opts.callid.is_some()).then(|| {
+            Box::new(Labels {
+                id: opts.id.map(String::into_boxed_str),
+                callid: opts.callid.map(String::into_boxed_str),
+            })
+        });
         let branch = match (&packet, opts.branch) {
-            (Packet::Request(_), Some(b)) => Some(Rc::from(b)),
+            (Packet::Request(_), Some(b)) => Some(b.into_boxed_str()),
             (Packet::Request(_), None) => Some(self.new_branch()),
             (Packet::Response(_), _) => None,
         };
@@ -375,14 +472,15 @@ impl Core {
         };
         let (index, generation) = self.deliveries.insert(Delivery {
             packet,
-            id,
-            callid,
+            id_key,
+            callid_key,
+            labels,
             callback: opts.callback,
             mode,
             targets: Vec::new(),
             target_index: 0,
             allowed_legs: opts.leg,
-            allowed_proto: opts.allowed_proto,
+            allowed_proto: opts.allowed_proto.into_boxed_slice(),
             branch,
             bytes: None,
             ack_bytes: None,
@@ -390,7 +488,7 @@ impl Core {
             default_udp: false,
             size_fallback: None,
             indexed: false,
-            by_dst: None,
+            by_dst: false,
             dialog: None,
             server: None,
             resolving: false,
@@ -458,19 +556,9 @@ impl Core {
             return;
         }
         d.indexed = true;
-        let (key, callid) = (d.id.clone(), d.callid.clone());
-        match self.by_id.get_mut(&key) {
-            Some(ids) => ids.push(id),
-            None => {
-                self.by_id.insert(key, Ids::One(id));
-            }
-        }
-        match self.by_callid.get_mut(&callid) {
-            Some(ids) => ids.push(id),
-            None => {
-                self.by_callid.insert(callid, Ids::One(id));
-            }
-        }
+        let (key, callid) = (d.id_key, d.callid_key);
+        index_add(&mut self.by_id, key, id);
+        index_add(&mut self.by_callid, callid, id);
     }
 
     /// The first leg that can send to `addr` over `proto` (only `only`,
@@ -652,6 +740,7 @@ impl Core {
     }
 
     fn set_targets(&mut self, id: DeliveryId, targets: Vec<Target>, now: Instant) {
+        self.unindex_dst(id);
         let Some(d) = self.get_mut(id) else { return };
         d.targets = targets;
         d.target_index = 0;
@@ -703,6 +792,8 @@ impl Core {
 
     /// Sends a delivery to its current target and starts its timers.
     fn send_current(&mut self, id: DeliveryId, now: Instant) {
+        // Off `by_dst` while the target may change (the 1300-byte rule).
+        self.unindex_dst(id);
         let threshold = self.s.udp_size_threshold;
         let Some(d) = self.deliveries.get(id.index, id.generation) else {
             return;
@@ -723,7 +814,7 @@ impl Core {
         };
         let bytes: Rc<[u8]> = match &d.packet {
             Packet::Request(req) => {
-                let branch = d.branch.clone().unwrap_or_else(|| Rc::from(""));
+                let branch: Box<str> = d.branch.clone().unwrap_or_default();
                 let mut bytes = leg.prepare_request(req, &branch, &target.dst);
                 // RFC 3261 18.1.1: too large for UDP, and UDP was only the
                 // default: TCP, if a TCP leg reaches the destination.
@@ -790,10 +881,10 @@ impl Core {
         if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
             (&d.mode, &d.packet, &d.branch)
         {
-            self.client_keys
-                .insert(TransactionKey::client(branch, req.method().clone()), id);
+            let key = self.keys.of_transaction(branch, req.method());
+            index_add(&mut self.client_keys, key, id);
         }
-        self.set_by_dst(id, Some((target.dst.proto, target.dst.addr)));
+        self.index_dst(id);
         self.effects.push_back(Effect::Send {
             leg,
             bytes,
@@ -815,37 +906,47 @@ impl Core {
         }
     }
 
-    fn set_by_dst(&mut self, id: DeliveryId, key: Option<(Protocol, SocketAddr)>) {
+    /// Lists a delivery under its current target in `by_dst`.
+    fn index_dst(&mut self, id: DeliveryId) {
         let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
             return;
         };
-        let old = std::mem::replace(&mut d.by_dst, key);
-        if old == key {
+        let Some(k) = d.dst_key().filter(|_| !d.by_dst) else {
+            return;
+        };
+        d.by_dst = true;
+        let entry = self.by_dst.entry(k).or_insert_with(|| DstIndex {
+            ids: Vec::new(),
+            live: 0,
+        });
+        if entry.ids.len() >= 2 * entry.live + 8 {
+            let deliveries = &self.deliveries;
+            entry.ids.retain(|i| {
+                deliveries
+                    .get(i.index, i.generation)
+                    .is_some_and(|d| d.by_dst && d.dst_key() == Some(k))
+            });
+        }
+        entry.ids.push(id);
+        entry.live += 1;
+    }
+
+    /// Takes a delivery off `by_dst`: before its target changes, when it
+    /// no longer waits for a first answer, and when it goes.
+    fn unindex_dst(&mut self, id: DeliveryId) {
+        let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
+            return;
+        };
+        if !d.by_dst {
             return;
         }
-        if let Some(old) = old {
-            if let Some(entry) = self.by_dst.get_mut(&old) {
-                entry.live -= 1;
-                if entry.live == 0 {
-                    self.by_dst.remove(&old);
-                }
+        d.by_dst = false;
+        let Some(k) = d.dst_key() else { return };
+        if let Some(entry) = self.by_dst.get_mut(&k) {
+            entry.live -= 1;
+            if entry.live == 0 {
+                self.by_dst.remove(&k);
             }
-        }
-        if let Some(k) = key {
-            let entry = self.by_dst.entry(k).or_insert_with(|| DstIndex {
-                ids: Vec::new(),
-                live: 0,
-            });
-            if entry.ids.len() >= 2 * entry.live + 8 {
-                let deliveries = &self.deliveries;
-                entry.ids.retain(|i| {
-                    deliveries
-                        .get(i.index, i.generation)
-                        .is_some_and(|d| d.by_dst == Some(k))
-                });
-            }
-            entry.ids.push(id);
-            entry.live += 1;
         }
     }
 
@@ -901,7 +1002,10 @@ impl Core {
         };
         for id in ids {
             // Skip ids left behind by lazy removal, or moved elsewhere.
-            if self.get(id).is_none_or(|d| d.by_dst != Some(key)) {
+            if self
+                .get(id)
+                .is_none_or(|d| !d.by_dst || d.dst_key() != Some(key))
+            {
                 continue;
             }
             let early = match self.get(id).map(|d| &d.mode) {
@@ -920,6 +1024,8 @@ impl Core {
     /// A transport error for a delivery: UDP once after a size switch,
     /// the next target, or failure.
     fn transport_error(&mut self, id: DeliveryId, error: Error, now: Instant) {
+        // Before the target changes.
+        self.unindex_dst(id);
         let Some(d) = self.get_mut(id) else { return };
         if let Some(udp_leg) = d.size_fallback.take() {
             // 18.1.1: "if the TCP connect fails, UDP once".
@@ -949,10 +1055,8 @@ impl Core {
             // The old transaction's key goes; send_current indexes the new.
             if let Some(d) = self.deliveries.get(id.index, id.generation) {
                 if let (Packet::Request(req), Some(branch)) = (&d.packet, &d.branch) {
-                    let key = TransactionKey::client(branch, req.method().clone());
-                    if self.client_keys.get(&key) == Some(&id) {
-                        self.client_keys.remove(&key);
-                    }
+                    let key = self.keys.of_transaction(branch, req.method());
+                    index_remove(&mut self.client_keys, key, id);
                 }
             }
             let b = self.new_branch();
@@ -1129,7 +1233,7 @@ impl Core {
                 }
                 Action::Completed(code) => {
                     // The callback now; the entry may linger (Timer D/K).
-                    self.set_by_dst(id, None);
+                    self.unindex_dst(id);
                     if let Some(cb) = self.get_mut(id).and_then(|d| d.callback.take()) {
                         self.effects
                             .push_back(Effect::Callback(cb, DeliveryOutcome::Completed(code)));
@@ -1170,7 +1274,7 @@ impl Core {
             (Some(b), _) => b.clone(),
             (None, Packet::Request(invite)) => {
                 let ack = build_ack(invite, resp);
-                let branch = d.branch.clone().unwrap_or_else(|| Rc::from(""));
+                let branch: Box<str> = d.branch.clone().unwrap_or_default();
                 let bytes: Rc<[u8]> = Rc::from(leg.prepare_request(&ack, &branch, &target.dst));
                 if let Some(d) = self.get_mut(id) {
                     d.ack_bytes = Some(bytes.clone());
@@ -1201,29 +1305,19 @@ impl Core {
     /// Removes a delivery and everything that points to it.
     fn remove(&mut self, id: DeliveryId) {
         self.stop_all_timers(id);
-        self.set_by_dst(id, None);
+        self.unindex_dst(id);
         let Some(d) = self.deliveries.remove(id.index, id.generation) else {
             return;
         };
         if d.indexed {
-            if self.by_id.get_mut(&d.id).is_some_and(|ids| ids.remove(id)) {
-                self.by_id.remove(&d.id);
-            }
-            if self
-                .by_callid
-                .get_mut(&d.callid)
-                .is_some_and(|ids| ids.remove(id))
-            {
-                self.by_callid.remove(&d.callid);
-            }
+            index_remove(&mut self.by_id, d.id_key, id);
+            index_remove(&mut self.by_callid, d.callid_key, id);
         }
         if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
             (&d.mode, &d.packet, &d.branch)
         {
-            let key = TransactionKey::client(branch, req.method().clone());
-            if self.client_keys.get(&key) == Some(&id) {
-                self.client_keys.remove(&key);
-            }
+            let key = self.keys.of_transaction(branch, req.method());
+            index_remove(&mut self.client_keys, key, id);
         }
         if let Some(key) = d.dialog {
             if self.dialogs.get(&*key) == Some(&id) {
@@ -1242,17 +1336,24 @@ impl Core {
     // ---- cancel ----
 
     pub(crate) fn cancel(&mut self, which: &Cancel) -> bool {
-        let ids = match which {
-            Cancel::Id(key) => self
-                .by_id
-                .get(key.as_str())
-                .map(Ids::to_vec)
-                .unwrap_or_default(),
-            Cancel::CallId(key) => self
-                .by_callid
-                .get(key.as_str())
-                .map(Ids::to_vec)
-                .unwrap_or_default(),
+        // The indexes hold hashes: a hit is confirmed against the delivery.
+        let ids: Vec<DeliveryId> = match which {
+            Cancel::Id(key) => {
+                let h = self.keys.of(key);
+                let candidates = self.by_id.get(&h).map(Ids::to_vec).unwrap_or_default();
+                candidates
+                    .into_iter()
+                    .filter(|i| self.get(*i).is_some_and(|d| d.id() == key.as_str()))
+                    .collect()
+            }
+            Cancel::CallId(key) => {
+                let h = self.keys.of(key);
+                let candidates = self.by_callid.get(&h).map(Ids::to_vec).unwrap_or_default();
+                candidates
+                    .into_iter()
+                    .filter(|i| self.get(*i).is_some_and(|d| d.callid() == key.as_str()))
+                    .collect()
+            }
             Cancel::Entry(id) => vec![*id],
         };
         let mut any = false;
@@ -1318,10 +1419,29 @@ impl Core {
         }
     }
 
+    /// The client transaction a response belongs to (RFC 3261 17.1.3: top
+    /// Via branch and CSeq method).
+    fn match_client(&self, resp: &Response) -> Option<DeliveryId> {
+        let via = resp.top_via().ok()?;
+        let branch = via.branch()?;
+        let method = resp.cseq().ok()?.method;
+        let ids = self
+            .client_keys
+            .get(&self.keys.of_transaction(branch, &method))?;
+        let confirm = |id: &DeliveryId| {
+            self.get(*id).is_some_and(|d| {
+                d.branch.as_deref() == Some(branch)
+                    && d.packet.as_request().is_some_and(|r| *r.method() == method)
+            })
+        };
+        match ids {
+            Ids::One(id) => Some(*id).filter(confirm),
+            Ids::Many(v) => v.iter().copied().find(confirm),
+        }
+    }
+
     fn receive_response(&mut self, resp: Response, leg: LegId, from: Source, now: Instant) {
-        let id = resp
-            .client_key()
-            .and_then(|k| self.client_keys.get(&k).copied());
+        let id = self.match_client(&resp);
         let Some(id) = id else {
             self.stats.stray_responses += 1;
             self.effects
@@ -1345,6 +1465,7 @@ impl Core {
             if invite {
                 self.send_ack(id, &resp);
             }
+            self.unindex_dst(id);
             if let Some(d) = self.get_mut(id) {
                 d.target_index += 1;
                 d.ack_bytes = None;
@@ -1669,7 +1790,7 @@ mod size_tests {
     #[test]
     fn delivery_stays_small() {
         assert!(
-            std::mem::size_of::<super::Delivery>() <= 512,
+            std::mem::size_of::<super::Delivery>() <= 480,
             "{}",
             std::mem::size_of::<super::Delivery>()
         );
