@@ -185,52 +185,61 @@ struct DstIndex {
     live: usize,
 }
 
-/// One id or several: most ids and Call-IDs name one delivery, which then
-/// costs no extra allocation.
-enum Ids {
-    One(DeliveryId),
-    Many(Vec<DeliveryId>),
+/// A map from a hashed key to the deliveries that have it. Most keys name
+/// one delivery: that one sits in `first` (16 bytes an entry); the others,
+/// if any, in `more`.
+#[derive(Default)]
+struct MultiIndex {
+    first: HashIndex<DeliveryId>,
+    more: HashIndex<Vec<DeliveryId>>,
 }
 
-impl Ids {
-    fn push(&mut self, id: DeliveryId) {
-        match self {
-            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
-            Ids::Many(v) => v.push(id),
-        }
-    }
-
-    /// Removes `id`; true when nothing is left.
-    fn remove(&mut self, id: DeliveryId) -> bool {
-        match self {
-            Ids::One(first) => *first == id,
-            Ids::Many(v) => {
-                v.retain(|x| *x != id);
-                v.is_empty()
+impl MultiIndex {
+    fn add(&mut self, key: u64, id: DeliveryId) {
+        match self.first.entry(key) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(key).or_default().push(id)
             }
         }
     }
 
-    fn to_vec(&self) -> Vec<DeliveryId> {
-        match self {
-            Ids::One(id) => vec![*id],
-            Ids::Many(v) => v.clone(),
+    fn remove(&mut self, key: u64, id: DeliveryId) {
+        if self.first.get(&key) == Some(&id) {
+            let next = self.more.get_mut(&key).and_then(Vec::pop);
+            if self.more.get(&key).is_some_and(Vec::is_empty) {
+                self.more.remove(&key);
+            }
+            match next {
+                Some(n) => {
+                    self.first.insert(key, n);
+                }
+                None => {
+                    self.first.remove(&key);
+                }
+            }
+        } else if let Some(v) = self.more.get_mut(&key) {
+            if let Some(pos) = v.iter().position(|x| *x == id) {
+                v.swap_remove(pos);
+            }
+            if v.is_empty() {
+                self.more.remove(&key);
+            }
         }
     }
-}
 
-fn index_add(index: &mut HashIndex<Ids>, key: u64, id: DeliveryId) {
-    match index.get_mut(&key) {
-        Some(ids) => ids.push(id),
-        None => {
-            index.insert(key, Ids::One(id));
-        }
+    fn get(&self, key: u64) -> impl Iterator<Item = DeliveryId> + '_ {
+        self.first
+            .get(&key)
+            .copied()
+            .into_iter()
+            .chain(self.more.get(&key).into_iter().flatten().copied())
     }
-}
 
-fn index_remove(index: &mut HashIndex<Ids>, key: u64, id: DeliveryId) {
-    if index.get_mut(&key).is_some_and(|ids| ids.remove(id)) {
-        index.remove(&key);
+    fn len(&self) -> usize {
+        self.first.len()
     }
 }
 
@@ -265,10 +274,10 @@ pub(crate) struct Core {
     pub(crate) legs: Arena<Leg>,
     deliveries: Arena<Delivery>,
     keys: Keys,
-    by_id: HashIndex<Ids>,
-    by_callid: HashIndex<Ids>,
+    by_id: MultiIndex,
+    by_callid: MultiIndex,
     /// Client transactions by (branch, method) hash.
-    client_keys: HashIndex<Ids>,
+    client_keys: MultiIndex,
     dialogs: HashMap<DialogKey, DeliveryId>,
     queued_tokens: HashMap<SendToken, DeliveryId>,
     by_dst: HashMap<(Protocol, SocketAddr), DstIndex>,
@@ -298,9 +307,9 @@ impl Core {
             legs: Arena::default(),
             deliveries: Arena::default(),
             keys: Keys(std::collections::hash_map::RandomState::new()),
-            by_id: HashIndex::default(),
-            by_callid: HashIndex::default(),
-            client_keys: HashIndex::default(),
+            by_id: MultiIndex::default(),
+            by_callid: MultiIndex::default(),
+            client_keys: MultiIndex::default(),
             dialogs: HashMap::new(),
             queued_tokens: HashMap::new(),
             by_dst: HashMap::new(),
@@ -557,8 +566,8 @@ impl Core {
         }
         d.indexed = true;
         let (key, callid) = (d.id_key, d.callid_key);
-        index_add(&mut self.by_id, key, id);
-        index_add(&mut self.by_callid, callid, id);
+        self.by_id.add(key, id);
+        self.by_callid.add(callid, id);
     }
 
     /// The first leg that can send to `addr` over `proto` (only `only`,
@@ -882,7 +891,7 @@ impl Core {
             (&d.mode, &d.packet, &d.branch)
         {
             let key = self.keys.of_transaction(branch, req.method());
-            index_add(&mut self.client_keys, key, id);
+            self.client_keys.add(key, id);
         }
         self.index_dst(id);
         self.effects.push_back(Effect::Send {
@@ -1056,7 +1065,7 @@ impl Core {
             if let Some(d) = self.deliveries.get(id.index, id.generation) {
                 if let (Packet::Request(req), Some(branch)) = (&d.packet, &d.branch) {
                     let key = self.keys.of_transaction(branch, req.method());
-                    index_remove(&mut self.client_keys, key, id);
+                    self.client_keys.remove(key, id);
                 }
             }
             let b = self.new_branch();
@@ -1310,14 +1319,14 @@ impl Core {
             return;
         };
         if d.indexed {
-            index_remove(&mut self.by_id, d.id_key, id);
-            index_remove(&mut self.by_callid, d.callid_key, id);
+            self.by_id.remove(d.id_key, id);
+            self.by_callid.remove(d.callid_key, id);
         }
         if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
             (&d.mode, &d.packet, &d.branch)
         {
             let key = self.keys.of_transaction(branch, req.method());
-            index_remove(&mut self.client_keys, key, id);
+            self.client_keys.remove(key, id);
         }
         if let Some(key) = d.dialog {
             if self.dialogs.get(&*key) == Some(&id) {
@@ -1340,17 +1349,15 @@ impl Core {
         let ids: Vec<DeliveryId> = match which {
             Cancel::Id(key) => {
                 let h = self.keys.of(key);
-                let candidates = self.by_id.get(&h).map(Ids::to_vec).unwrap_or_default();
-                candidates
-                    .into_iter()
+                self.by_id
+                    .get(h)
                     .filter(|i| self.get(*i).is_some_and(|d| d.id() == key.as_str()))
                     .collect()
             }
             Cancel::CallId(key) => {
                 let h = self.keys.of(key);
-                let candidates = self.by_callid.get(&h).map(Ids::to_vec).unwrap_or_default();
-                candidates
-                    .into_iter()
+                self.by_callid
+                    .get(h)
                     .filter(|i| self.get(*i).is_some_and(|d| d.callid() == key.as_str()))
                     .collect()
             }
@@ -1425,19 +1432,13 @@ impl Core {
         let via = resp.top_via().ok()?;
         let branch = via.branch()?;
         let method = resp.cseq().ok()?.method;
-        let ids = self
-            .client_keys
-            .get(&self.keys.of_transaction(branch, &method))?;
-        let confirm = |id: &DeliveryId| {
+        let key = self.keys.of_transaction(branch, &method);
+        self.client_keys.get(key).find(|id| {
             self.get(*id).is_some_and(|d| {
                 d.branch.as_deref() == Some(branch)
                     && d.packet.as_request().is_some_and(|r| *r.method() == method)
             })
-        };
-        match ids {
-            Ids::One(id) => Some(*id).filter(confirm),
-            Ids::Many(v) => v.iter().copied().find(confirm),
-        }
+        })
     }
 
     fn receive_response(&mut self, resp: Response, leg: LegId, from: Source, now: Instant) {
@@ -1796,5 +1797,41 @@ mod size_tests {
         );
         assert!(std::mem::size_of::<crate::packet::Packet>() <= 200);
         assert_eq!(std::mem::size_of::<super::TimerRef>(), 12);
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[test]
+    fn multi_index_keeps_every_id_of_a_key() {
+        let id = |i| DeliveryId {
+            index: i,
+            generation: 0,
+        };
+        let mut m = MultiIndex::default();
+        m.add(7, id(1));
+        m.add(7, id(2));
+        m.add(7, id(3));
+        m.add(9, id(4));
+        let mut got: Vec<u32> = m.get(7).map(|d| d.index).collect();
+        got.sort();
+        assert_eq!(got, vec![1, 2, 3]);
+        m.remove(7, id(1));
+        let mut got: Vec<u32> = m.get(7).map(|d| d.index).collect();
+        got.sort();
+        assert_eq!(got, vec![2, 3]);
+        m.remove(7, id(3));
+        m.remove(7, id(2));
+        assert_eq!(m.get(7).count(), 0);
+        assert!(m.more.is_empty());
+        assert_eq!(m.len(), 1);
+        m.remove(9, id(5));
+        assert_eq!(
+            m.get(9).count(),
+            1,
+            "removing an id that is not there changes nothing"
+        );
     }
 }
