@@ -237,6 +237,21 @@ impl Message {
     }
 }
 
+/// Writes a start line and its CRLF: as received while unchanged (`line`),
+/// else built by `build`.
+fn write_start_line(
+    out: &mut Vec<u8>,
+    msg: &Message,
+    line: Option<(u32, u32)>,
+    build: impl FnOnce(&mut Vec<u8>),
+) {
+    match line {
+        Some((a, b)) => out.extend_from_slice(&msg.headers.src.as_bytes()[a as usize..b as usize]),
+        None => build(out),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 fn write_field(out: &mut Vec<u8>, src: &str, f: &Field) {
     if let Some((a, b)) = f.raw {
         let raw = &src.as_bytes()[a as usize..b as usize];
@@ -324,20 +339,7 @@ impl Request {
         if self.line.is_some() && self.msg.write_verbatim(out) {
             return;
         }
-        match self.line {
-            Some((a, b)) => {
-                out.extend_from_slice(&self.msg.headers.src.as_bytes()[a as usize..b as usize])
-            }
-            None => {
-                out.extend_from_slice(self.method.as_str().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(self.uri.as_str().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(self.version().as_bytes());
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-        self.msg.write_headers_and_body(out);
+        self.write_with_top_headers(out, &[]);
     }
 
     /// The request as bytes.
@@ -360,19 +362,13 @@ impl Request {
     /// assert!(out.starts_with(b"OPTIONS sip:b@192.0.2.4 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport\r\n"));
     /// ```
     pub fn write_with_top_headers(&self, out: &mut Vec<u8>, headers: &[(&str, &str)]) {
-        match self.line {
-            Some((a, b)) => {
-                out.extend_from_slice(&self.msg.headers.src.as_bytes()[a as usize..b as usize])
-            }
-            None => {
-                out.extend_from_slice(self.method.as_str().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(self.uri.as_str().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(self.version().as_bytes());
-            }
-        }
-        out.extend_from_slice(b"\r\n");
+        write_start_line(out, &self.msg, self.line, |out| {
+            out.extend_from_slice(self.method.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(self.uri.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(self.version().as_bytes());
+        });
         for (name, value) in headers {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
@@ -534,19 +530,13 @@ impl Response {
         if self.line.is_some() && self.msg.write_verbatim(out) {
             return;
         }
-        match self.line {
-            Some((a, b)) => {
-                out.extend_from_slice(&self.msg.headers.src.as_bytes()[a as usize..b as usize])
-            }
-            None => {
-                out.extend_from_slice(self.version().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(self.code.to_string().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(self.reason().as_bytes());
-            }
-        }
-        out.extend_from_slice(b"\r\n");
+        write_start_line(out, &self.msg, self.line, |out| {
+            out.extend_from_slice(self.version().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(self.code.to_string().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(self.reason().as_bytes());
+        });
         self.msg.write_headers_and_body(out);
     }
 
