@@ -664,3 +664,38 @@ fn no_duplicate_sends_while_resolution_is_pending() {
     assert_eq!(peer.times()[..3], [30_001, 30_501, 31_501]);
     assert_eq!(peer.times().len(), 11);
 }
+
+#[test]
+fn dispatcher_hooks_see_every_leg_and_can_lose_a_packet() {
+    let w = World::exact();
+    let uac = w.dispatcher("10.0.0.1:5060", DispatcherOptions::default());
+    let peer = w.silent_peer("10.0.0.2:5060");
+    let sent: Rc<RefCell<Vec<String>>> = Rc::default();
+    let s = sent.clone();
+    let dropped = Rc::new(std::cell::Cell::new(false));
+    let d2 = dropped.clone();
+    uac.set_send_hook(Some(Rc::new(move |bytes: &[u8], _dst: &Destination| {
+        s.borrow_mut()
+            .push(String::from_utf8_lossy(&bytes[..6]).into_owned());
+        // Lose the first copy only.
+        d2.replace(true)
+    })));
+    // A leg added later gets the hook too.
+    uac.add_leg(w.leg("10.0.0.9:5060")).unwrap();
+    assert_eq!(
+        uac.get_legs(&sip_dispatch::dispatcher::LegFilter::default())
+            .len(),
+        2
+    );
+    let outcomes: Outcomes = Rc::default();
+    uac.deliver(
+        request("INVITE", "sip:bob@10.0.0.2", "hook-1", 1),
+        recording(&w, &outcomes),
+    )
+    .unwrap();
+    w.run_until(secs(2), || peer.got.borrow().len() == 2);
+    // The first INVITE was lost: the peer's first copy is the retransmission.
+    assert_eq!(peer.times(), vec![501, 1501]);
+    assert_eq!(sent.borrow().len(), 3);
+    uac.set_send_hook(None);
+}

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Errno, Error};
 use crate::eventloop::{Eventloop, MioEventloop, TimerCallback, TimerId, When};
-use crate::leg::{Leg, LegEvent, Source};
+use crate::leg::{Leg, LegEvent, ReceiveHook, SendHook, Source};
 use crate::packet::{Packet, SipUri};
 
 use self::core::{Core, Effect};
@@ -80,6 +80,8 @@ struct Inner {
     in_loop: Cell<u32>,
     in_api: Cell<u32>,
     shut_down: Cell<bool>,
+    /// Hooks given to every leg, present and future.
+    hooks: RefCell<(Option<ReceiveHook>, Option<SendHook>)>,
 }
 
 /// The dispatcher. The value [`Dispatcher::new`] returns owns it: dropping
@@ -191,6 +193,7 @@ impl Dispatcher {
             in_loop: Cell::new(0),
             in_api: Cell::new(0),
             shut_down: Cell::new(false),
+            hooks: RefCell::new((None, None)),
         });
         let d = Dispatcher { inner, owner: true };
         for leg in legs {
@@ -243,7 +246,36 @@ impl Dispatcher {
             self.inner.core.borrow_mut().legs.remove(index, generation);
             return Err(e);
         }
+        let (receive, send) = self.inner.hooks.borrow().clone();
+        if receive.is_some() {
+            leg.set_receive_hook(receive);
+        }
+        if send.is_some() {
+            leg.set_send_hook(send);
+        }
         Ok(id)
+    }
+
+    /// Sets (or clears) a hook that sees every packet any leg of this
+    /// dispatcher receives, now and for legs added later (trace, HEP
+    /// export, ACLs): return false to drop the packet. It replaces the
+    /// legs' own receive hooks.
+    pub fn set_receive_hook(&self, hook: Option<ReceiveHook>) {
+        self.inner.hooks.borrow_mut().0 = hook.clone();
+        for (_, leg) in self.get_legs(&LegFilter::default()) {
+            leg.set_receive_hook(hook.clone());
+        }
+    }
+
+    /// Sets (or clears) a hook that sees every message any leg of this
+    /// dispatcher sends, now and for legs added later: return false to
+    /// drop it, as if lost on the network (the demo loses a packet this
+    /// way). It replaces the legs' own send hooks.
+    pub fn set_send_hook(&self, hook: Option<SendHook>) {
+        self.inner.hooks.borrow_mut().1 = hook.clone();
+        for (_, leg) in self.get_legs(&LegFilter::default()) {
+            leg.set_send_hook(hook.clone());
+        }
     }
 
     /// Removes a leg: it stops receiving, and the deliveries that use it
