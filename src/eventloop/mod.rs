@@ -24,6 +24,7 @@
 
 mod clock;
 mod mio_loop;
+mod paged;
 pub mod wheel;
 
 use std::io;

@@ -25,7 +25,8 @@
 //!   away is put into the last reachable top-level slot and re-cascaded from
 //!   there, so it never fires early and is never lost (`u64::MAX` included).
 //!
-//! Instead of pointers the entries live in one `Vec` (an arena) and every
+//! Instead of pointers the entries live in one arena (a vector in pages of
+//! 1,024, so that growing never moves them) and every
 //! slot is an intrusive doubly-linked list threaded through the arena by
 //! `u32` indices. Freed entries go on a free list and bump their
 //! generation, so a stale [`TimerKey`] never reaches a reused entry. Insert
@@ -40,6 +41,8 @@
 //! event loop normally never inserts into the past).
 
 use std::fmt;
+
+use super::paged::PagedVec;
 
 /// Bits of a tick consumed by one level.
 const LEVEL_BITS: u32 = 6;
@@ -142,8 +145,8 @@ impl Level {
 /// ```
 #[derive(Clone)]
 pub struct TimerWheel<T: Copy> {
-    /// The arena.
-    entries: Vec<Entry<T>>,
+    /// The arena, in pages: growing never moves the entries.
+    entries: PagedVec<Entry<T>>,
     /// Head of the free list threaded through `Entry::next`.
     free_head: u32,
     /// Number of pending timers.
@@ -207,7 +210,7 @@ impl<T: Copy> TimerWheel<T> {
     /// An empty wheel whose time is tick 0.
     pub fn new() -> Self {
         TimerWheel {
-            entries: Vec::new(),
+            entries: PagedVec::default(),
             free_head: NIL,
             len: 0,
             elapsed: 0,
@@ -223,7 +226,7 @@ impl<T: Copy> TimerWheel<T> {
     pub fn with_capacity(n: usize) -> Self {
         let mut wheel = Self::new();
         // Best effort: never panics, also not on absurd `n`.
-        let _ = wheel.entries.try_reserve_exact(n.min(MAX_ENTRIES));
+        wheel.entries.reserve_total(n.min(MAX_ENTRIES));
         wheel
     }
 
