@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::options::Timers;
+use crate::packet::{HeaderName, Method, Request, Response};
 
 /// Where a client transaction is (RFC 3261 figures 5 and 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,6 +256,35 @@ impl ClientTx {
 /// response in Calling is handled above. Kept total without panicking.
 fn unreachable_state(a: &mut Actions) {
     a.push(Action::PassUp);
+}
+
+/// The ACK of a non-2xx final response (RFC 3261 17.1.1.3): Request-URI,
+/// Call-ID, From, Route and CSeq number of the INVITE, To of the response.
+/// The leg adds the Via with the INVITE's branch.
+pub(crate) fn build_ack(invite: &Request, resp: &Response) -> Request {
+    let mut ack = Request::new(Method::Ack, invite.uri().clone());
+    let h = ack.headers_mut();
+    if let Some(v) = invite.headers().get(HeaderName::MaxForwards) {
+        h.push("Max-Forwards", v);
+    } else {
+        h.push("Max-Forwards", "70");
+    }
+    if let Some(v) = invite.headers().get(HeaderName::From) {
+        h.push("From", v);
+    }
+    if let Some(v) = resp.headers().get(HeaderName::To) {
+        h.push("To", v);
+    }
+    if let Some(v) = invite.call_id() {
+        h.push("Call-ID", v);
+    }
+    let number = invite.cseq().map(|c| c.number).unwrap_or(0);
+    h.push("CSeq", &format!("{number} ACK"));
+    for route in invite.headers().get_all(HeaderName::Route) {
+        h.push("Route", route);
+    }
+    h.push("Content-Length", "0");
+    ack
 }
 
 #[cfg(test)]

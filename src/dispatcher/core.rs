@@ -14,11 +14,17 @@ use crate::eventloop::{TimerKey, TimerWheel};
 use crate::leg::{ConnId, Destination, Leg, Protocol, SendStatus, SendToken, Source};
 use crate::packet::{HeaderName, Method, Packet, Request, Response, TransactionKey};
 
+mod server;
+
+use server::{ServerState, ServerTx};
+
 use super::arena::Arena;
+use super::client::build_ack;
 use super::client::{Action, ClientState, ClientTimer, ClientTx};
+use super::index::{DstIndex, Keys, MultiIndex};
 use super::options::Settings;
 use super::resolve::{Plan, Resolved};
-use super::route;
+use super::route::{self, response_destination};
 use super::types::{
     Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats, LegId,
     Target,
@@ -82,45 +88,6 @@ struct Labels {
     callid: Option<Box<str>>,
 }
 
-/// Hashes the strings the indexes are keyed on: SipHash with keys random
-/// per dispatcher (peers choose Call-IDs and branches, so a fixed hash
-/// could be flooded). Indexes hold the 8-byte hash, not the string; a hit
-/// is confirmed against the delivery itself.
-struct Keys(std::collections::hash_map::RandomState);
-
-impl Keys {
-    fn of(&self, s: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.0.hash_one(s)
-    }
-
-    fn of_transaction(&self, branch: &str, method: &Method) -> u64 {
-        use std::hash::BuildHasher;
-        self.0.hash_one((branch, method.as_str()))
-    }
-}
-
-/// A hasher for keys that already are hashes.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed with it; keep it total anyway.
-        for b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(*b) ^ (self.0 >> 56);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type HashIndex<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PassThrough>>;
-
 struct Delivery {
     packet: Packet,
     /// Keys of the id and Call-ID indexes (hashes of the strings).
@@ -149,98 +116,6 @@ struct Delivery {
     dialog: Option<Box<DialogKey>>,
     server: Option<(u32, u32)>,
     resolving: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ServerState {
-    Trying,
-    Proceeding,
-    /// A final response was sent (non-INVITE: Timer J; INVITE non-2xx:
-    /// until ACK or Timer H).
-    Completed,
-    /// INVITE non-2xx final acknowledged (Timer I).
-    Confirmed,
-    /// INVITE 2xx sent (RFC 6026: absorb INVITE retransmissions).
-    Accepted,
-}
-
-struct ServerTx {
-    key: TransactionKey,
-    leg: LegId,
-    source: Source,
-    invite: bool,
-    state: ServerState,
-    last_response: Option<Rc<[u8]>>,
-    response_delivery: Option<DeliveryId>,
-    expire: Option<TimerKey>,
-}
-
-/// The deliveries waiting for a first answer from one destination (for
-/// ICMP errors). Removal is lazy: a removed delivery stays in `ids` until
-/// the list is compacted, which happens when it holds twice as many ids as
-/// are live, so add and remove are O(1) amortized whatever the number of
-/// deliveries to one next hop.
-struct DstIndex {
-    ids: Vec<DeliveryId>,
-    live: usize,
-}
-
-/// A map from a hashed key to the deliveries that have it. Most keys name
-/// one delivery: that one sits in `first` (16 bytes an entry); the others,
-/// if any, in `more`.
-#[derive(Default)]
-struct MultiIndex {
-    first: HashIndex<DeliveryId>,
-    more: HashIndex<Vec<DeliveryId>>,
-}
-
-impl MultiIndex {
-    fn add(&mut self, key: u64, id: DeliveryId) {
-        match self.first.entry(key) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(id);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.more.entry(key).or_default().push(id)
-            }
-        }
-    }
-
-    fn remove(&mut self, key: u64, id: DeliveryId) {
-        if self.first.get(&key) == Some(&id) {
-            let next = self.more.get_mut(&key).and_then(Vec::pop);
-            if self.more.get(&key).is_some_and(Vec::is_empty) {
-                self.more.remove(&key);
-            }
-            match next {
-                Some(n) => {
-                    self.first.insert(key, n);
-                }
-                None => {
-                    self.first.remove(&key);
-                }
-            }
-        } else if let Some(v) = self.more.get_mut(&key) {
-            if let Some(pos) = v.iter().position(|x| *x == id) {
-                v.swap_remove(pos);
-            }
-            if v.is_empty() {
-                self.more.remove(&key);
-            }
-        }
-    }
-
-    fn get(&self, key: u64) -> impl Iterator<Item = DeliveryId> + '_ {
-        self.first
-            .get(&key)
-            .copied()
-            .into_iter()
-            .chain(self.more.get(&key).into_iter().flatten().copied())
-    }
-
-    fn len(&self) -> usize {
-        self.first.len()
-    }
 }
 
 impl Delivery {
@@ -1585,143 +1460,6 @@ impl Core {
             .push_back(Effect::PassUp(Packet::Request(ack), leg, from));
     }
 
-    // ---- server transactions ----
-
-    fn new_server_tx(
-        &mut self,
-        key: TransactionKey,
-        req: &Request,
-        leg: LegId,
-        from: &Source,
-        now: Instant,
-    ) {
-        while self.servers.len() >= self.s.max_server_transactions {
-            let Some(oldest) = self.server_order.pop_front() else {
-                break;
-            };
-            self.server_expired(oldest);
-        }
-        let invite = *req.method() == Method::Invite;
-        let sid = self.servers.insert(ServerTx {
-            key: key.clone(),
-            leg,
-            source: from.clone(),
-            invite,
-            state: ServerState::Trying,
-            last_response: None,
-            response_delivery: None,
-            expire: None,
-        });
-        self.server_keys.insert(key, sid);
-        self.server_order.push_back(sid);
-        // A transaction the user never answers must not live forever: a
-        // non-INVITE client gives up after 64*T1, an INVITE one after
-        // Timer C.
-        let timeout = self.s.timers.timeout();
-        let lifetime = if invite {
-            self.s.timers.timer_c.unwrap_or(Duration::from_secs(180)) + timeout
-        } else {
-            timeout
-        };
-        self.arm_server_expire(sid, lifetime, now);
-    }
-
-    fn arm_server_expire(&mut self, sid: (u32, u32), after: Duration, now: Instant) {
-        let deadline = self.tick_at(now + after);
-        let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
-            return;
-        };
-        if let Some(old) = tx.expire.take() {
-            self.wheel.cancel(old);
-        }
-        let key = self.wheel.insert(
-            deadline,
-            TimerRef {
-                index: sid.0,
-                generation: sid.1,
-                kind: TimerKind::ServerExpire,
-            },
-        );
-        if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
-            tx.expire = Some(key);
-        }
-    }
-
-    fn server_expired(&mut self, sid: (u32, u32)) {
-        let Some(tx) = self.servers.remove(sid.0, sid.1) else {
-            return;
-        };
-        if let Some(k) = tx.expire {
-            self.wheel.cancel(k);
-        }
-        if self.server_keys.get(&tx.key) == Some(&sid) {
-            self.server_keys.remove(&tx.key);
-        }
-        // server_order is trimmed lazily: stale entries are skipped when
-        // popped (their ids no longer resolve).
-        if self.server_order.len() > 2 * self.servers.len() + 64 {
-            let servers = &self.servers;
-            self.server_order
-                .retain(|s| servers.get(s.0, s.1).is_some());
-        }
-    }
-
-    /// A response is being sent for a server transaction: remember it for
-    /// retransmitted requests and move the transaction on.
-    pub(crate) fn note_response_sent(&mut self, id: DeliveryId, now: Instant) {
-        let Some(d) = self.get(id) else { return };
-        let (Some(sid), Some(bytes), Packet::Response(resp)) =
-            (d.server, d.bytes.clone(), &d.packet)
-        else {
-            return;
-        };
-        let code = resp.code();
-        let retransmitting = matches!(d.mode, Mode::ResponseRetransmit { .. });
-        let timeout = self.s.timers.timeout();
-        let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
-            return;
-        };
-        tx.last_response = Some(bytes);
-        let reliable = tx.source.proto.is_reliable();
-        let linger = if code < 200 {
-            tx.state = ServerState::Proceeding;
-            None
-        } else if !tx.invite {
-            tx.state = ServerState::Completed;
-            // Timer J.
-            Some(if reliable { Duration::ZERO } else { timeout })
-        } else if code < 300 {
-            tx.state = ServerState::Accepted;
-            // RFC 6026 Timer L.
-            Some(timeout)
-        } else {
-            tx.state = ServerState::Completed;
-            if retransmitting {
-                tx.response_delivery = Some(id);
-            }
-            // Timer H bounds Completed; the ACK moves on to Confirmed.
-            Some(timeout)
-        };
-        if let Some(l) = linger {
-            self.arm_server_expire(sid, l, now);
-        }
-    }
-
-    /// A connection closed: server transactions answer by Via from now on.
-    pub(crate) fn on_connection_closed(&mut self, leg: LegId, conn: ConnId) {
-        let sids: Vec<(u32, u32)> = self
-            .servers
-            .iter()
-            .filter(|(_, _, s)| s.leg == leg && s.source.conn == Some(conn))
-            .map(|(i, g, _)| (i, g))
-            .collect();
-        for sid in sids {
-            if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
-                tx.source.conn = None;
-            }
-        }
-    }
-
     pub(crate) fn leg_id(&self, leg: &Leg) -> Option<LegId> {
         self.leg_id_of(leg)
     }
@@ -1732,56 +1470,6 @@ fn retry_after(resp: &Response) -> Option<u64> {
     let v = resp.headers().get(HeaderName::RetryAfter)?;
     let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
     digits.parse::<u64>().ok().map(|s| s.min(86_400))
-}
-
-/// Where a response to a request from `source` goes (18.2.2): the same
-/// connection on streams; over UDP the source address when the request
-/// asked for rport, else the source IP and the Via's sent-by port.
-fn response_destination(source: &Source, resp: &Response) -> Destination {
-    let mut dst = source.reply_destination();
-    if source.proto == Protocol::Udp || dst.conn.is_none() {
-        if let Ok(via) = resp.top_via() {
-            let no_rport = !matches!(via.rport(), Some(Some(_)));
-            if no_rport {
-                let port = via.port().unwrap_or(source.proto.default_port());
-                dst.addr.set_port(port);
-            }
-            if let Some(maddr) = via.maddr().and_then(|m| m.parse().ok()) {
-                dst.addr =
-                    SocketAddr::new(maddr, via.port().unwrap_or(source.proto.default_port()));
-            }
-        }
-    }
-    dst
-}
-
-/// The ACK of a non-2xx final response (RFC 3261 17.1.1.3): Request-URI,
-/// Call-ID, From, Route and CSeq number of the INVITE, To of the response.
-/// The leg adds the Via with the INVITE's branch.
-pub(crate) fn build_ack(invite: &Request, resp: &Response) -> Request {
-    let mut ack = Request::new(Method::Ack, invite.uri().clone());
-    let h = ack.headers_mut();
-    if let Some(v) = invite.headers().get(HeaderName::MaxForwards) {
-        h.push("Max-Forwards", v);
-    } else {
-        h.push("Max-Forwards", "70");
-    }
-    if let Some(v) = invite.headers().get(HeaderName::From) {
-        h.push("From", v);
-    }
-    if let Some(v) = resp.headers().get(HeaderName::To) {
-        h.push("To", v);
-    }
-    if let Some(v) = invite.call_id() {
-        h.push("Call-ID", v);
-    }
-    let number = invite.cseq().map(|c| c.number).unwrap_or(0);
-    h.push("CSeq", &format!("{number} ACK"));
-    for route in invite.headers().get_all(HeaderName::Route) {
-        h.push("Route", route);
-    }
-    h.push("Content-Length", "0");
-    ack
 }
 
 #[cfg(test)]
@@ -1797,41 +1485,5 @@ mod size_tests {
         );
         assert!(std::mem::size_of::<crate::packet::Packet>() <= 200);
         assert_eq!(std::mem::size_of::<super::TimerRef>(), 12);
-    }
-}
-
-#[cfg(test)]
-mod index_tests {
-    use super::*;
-
-    #[test]
-    fn multi_index_keeps_every_id_of_a_key() {
-        let id = |i| DeliveryId {
-            index: i,
-            generation: 0,
-        };
-        let mut m = MultiIndex::default();
-        m.add(7, id(1));
-        m.add(7, id(2));
-        m.add(7, id(3));
-        m.add(9, id(4));
-        let mut got: Vec<u32> = m.get(7).map(|d| d.index).collect();
-        got.sort();
-        assert_eq!(got, vec![1, 2, 3]);
-        m.remove(7, id(1));
-        let mut got: Vec<u32> = m.get(7).map(|d| d.index).collect();
-        got.sort();
-        assert_eq!(got, vec![2, 3]);
-        m.remove(7, id(3));
-        m.remove(7, id(2));
-        assert_eq!(m.get(7).count(), 0);
-        assert!(m.more.is_empty());
-        assert_eq!(m.len(), 1);
-        m.remove(9, id(5));
-        assert_eq!(
-            m.get(9).count(),
-            1,
-            "removing an id that is not there changes nothing"
-        );
     }
 }

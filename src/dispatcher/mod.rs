@@ -36,6 +36,7 @@
 mod arena;
 mod client;
 mod core;
+mod index;
 mod lookup;
 mod options;
 pub mod resolve;

@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{Errno, Error};
 use crate::leg::Protocol;
+use crate::leg::{Destination, Source};
+use crate::packet::Response;
 use crate::packet::{Message, Via};
 
 /// The transport and address the top Via of a response asks for.
@@ -57,6 +59,27 @@ pub(crate) fn via_target(via: &Via<'_>) -> Result<(Protocol, SocketAddr), Error>
         _ => via.port().unwrap_or(default_port),
     };
     Ok((proto, SocketAddr::new(ip, port)))
+}
+
+/// Where a response to a request from `source` goes (18.2.2): the same
+/// connection on streams; over UDP the source address when the request
+/// asked for rport, else the source IP and the Via's sent-by port.
+pub(crate) fn response_destination(source: &Source, resp: &Response) -> Destination {
+    let mut dst = source.reply_destination();
+    if source.proto == Protocol::Udp || dst.conn.is_none() {
+        if let Ok(via) = resp.top_via() {
+            let no_rport = !matches!(via.rport(), Some(Some(_)));
+            if no_rport {
+                let port = via.port().unwrap_or(source.proto.default_port());
+                dst.addr.set_port(port);
+            }
+            if let Some(maddr) = via.maddr().and_then(|m| m.parse().ok()) {
+                dst.addr =
+                    SocketAddr::new(maddr, via.port().unwrap_or(source.proto.default_port()));
+            }
+        }
+    }
+    dst
 }
 
 #[cfg(test)]

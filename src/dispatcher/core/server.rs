@@ -1,0 +1,167 @@
+//! Server transactions (RFC 3261 17.2, RFC 6026): what a retransmitted
+//! request gets (nothing before the first answer, else the latest response:
+//! the response cache), and how long the transaction lives (Timers J, H, I,
+//! L), bounded in number.
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ServerState {
+    Trying,
+    Proceeding,
+    /// A final response was sent (non-INVITE: Timer J; INVITE non-2xx:
+    /// until ACK or Timer H).
+    Completed,
+    /// INVITE non-2xx final acknowledged (Timer I).
+    Confirmed,
+    /// INVITE 2xx sent (RFC 6026: absorb INVITE retransmissions).
+    Accepted,
+}
+
+pub(super) struct ServerTx {
+    pub(super) key: TransactionKey,
+    pub(super) leg: LegId,
+    pub(super) source: Source,
+    pub(super) invite: bool,
+    pub(super) state: ServerState,
+    pub(super) last_response: Option<Rc<[u8]>>,
+    pub(super) response_delivery: Option<DeliveryId>,
+    pub(super) expire: Option<TimerKey>,
+}
+
+impl Core {
+    pub(super) fn new_server_tx(
+        &mut self,
+        key: TransactionKey,
+        req: &Request,
+        leg: LegId,
+        from: &Source,
+        now: Instant,
+    ) {
+        while self.servers.len() >= self.s.max_server_transactions {
+            let Some(oldest) = self.server_order.pop_front() else {
+                break;
+            };
+            self.server_expired(oldest);
+        }
+        let invite = *req.method() == Method::Invite;
+        let sid = self.servers.insert(ServerTx {
+            key: key.clone(),
+            leg,
+            source: from.clone(),
+            invite,
+            state: ServerState::Trying,
+            last_response: None,
+            response_delivery: None,
+            expire: None,
+        });
+        self.server_keys.insert(key, sid);
+        self.server_order.push_back(sid);
+        // A transaction the user never answers must not live forever: a
+        // non-INVITE client gives up after 64*T1, an INVITE one after
+        // Timer C.
+        let timeout = self.s.timers.timeout();
+        let lifetime = if invite {
+            self.s.timers.timer_c.unwrap_or(Duration::from_secs(180)) + timeout
+        } else {
+            timeout
+        };
+        self.arm_server_expire(sid, lifetime, now);
+    }
+
+    pub(super) fn arm_server_expire(&mut self, sid: (u32, u32), after: Duration, now: Instant) {
+        let deadline = self.tick_at(now + after);
+        let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
+            return;
+        };
+        if let Some(old) = tx.expire.take() {
+            self.wheel.cancel(old);
+        }
+        let key = self.wheel.insert(
+            deadline,
+            TimerRef {
+                index: sid.0,
+                generation: sid.1,
+                kind: TimerKind::ServerExpire,
+            },
+        );
+        if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
+            tx.expire = Some(key);
+        }
+    }
+
+    pub(super) fn server_expired(&mut self, sid: (u32, u32)) {
+        let Some(tx) = self.servers.remove(sid.0, sid.1) else {
+            return;
+        };
+        if let Some(k) = tx.expire {
+            self.wheel.cancel(k);
+        }
+        if self.server_keys.get(&tx.key) == Some(&sid) {
+            self.server_keys.remove(&tx.key);
+        }
+        // server_order is trimmed lazily: stale entries are skipped when
+        // popped (their ids no longer resolve).
+        if self.server_order.len() > 2 * self.servers.len() + 64 {
+            let servers = &self.servers;
+            self.server_order
+                .retain(|s| servers.get(s.0, s.1).is_some());
+        }
+    }
+
+    /// A response is being sent for a server transaction: remember it for
+    /// retransmitted requests and move the transaction on.
+    pub(crate) fn note_response_sent(&mut self, id: DeliveryId, now: Instant) {
+        let Some(d) = self.get(id) else { return };
+        let (Some(sid), Some(bytes), Packet::Response(resp)) =
+            (d.server, d.bytes.clone(), &d.packet)
+        else {
+            return;
+        };
+        let code = resp.code();
+        let retransmitting = matches!(d.mode, Mode::ResponseRetransmit { .. });
+        let timeout = self.s.timers.timeout();
+        let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
+            return;
+        };
+        tx.last_response = Some(bytes);
+        let reliable = tx.source.proto.is_reliable();
+        let linger = if code < 200 {
+            tx.state = ServerState::Proceeding;
+            None
+        } else if !tx.invite {
+            tx.state = ServerState::Completed;
+            // Timer J.
+            Some(if reliable { Duration::ZERO } else { timeout })
+        } else if code < 300 {
+            tx.state = ServerState::Accepted;
+            // RFC 6026 Timer L.
+            Some(timeout)
+        } else {
+            tx.state = ServerState::Completed;
+            if retransmitting {
+                tx.response_delivery = Some(id);
+            }
+            // Timer H bounds Completed; the ACK moves on to Confirmed.
+            Some(timeout)
+        };
+        if let Some(l) = linger {
+            self.arm_server_expire(sid, l, now);
+        }
+    }
+
+    /// A connection closed: server transactions answer by Via from now on.
+    pub(crate) fn on_connection_closed(&mut self, leg: LegId, conn: ConnId) {
+        let sids: Vec<(u32, u32)> = self
+            .servers
+            .iter()
+            .filter(|(_, _, s)| s.leg == leg && s.source.conn == Some(conn))
+            .map(|(i, g, _)| (i, g))
+            .collect();
+        for sid in sids {
+            if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
+                tx.source.conn = None;
+            }
+        }
+    }
+}
