@@ -303,6 +303,9 @@ impl Core {
             ));
         }
         let retransmits = opts.do_retransmits.unwrap_or(self.s.do_retransmits);
+        // Kept until the transaction ends: no spare capacity.
+        let mut packet = packet;
+        packet.headers_mut().shrink_to_fit();
         let mode = match &packet {
             Packet::Request(r) if *r.method() == Method::Ack || !retransmits => Mode::Oneshot,
             Packet::Request(r) => Mode::Client(ClientTx::new(

@@ -98,6 +98,13 @@ impl Headers {
         field_matches(&self.src, field, known, text)
     }
 
+    /// Gives back the spare capacity of the header index (a message kept
+    /// for long, like a pending delivery, should not hold the parser's
+    /// guess).
+    pub fn shrink_to_fit(&mut self) {
+        self.fields.shrink_to_fit();
+    }
+
     /// Number of header lines.
     pub fn len(&self) -> usize {
         self.fields.len()
