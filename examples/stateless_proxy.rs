@@ -9,6 +9,7 @@
 //! ```text
 //! stateless_proxy [--listen SPEC]... [--route ROUTE]... [--outgoing-proxy HOST:PORT]
 //!                 [--nameserver IP:PORT] [--record-route]
+//!                 [--tls-cert FILE --tls-key FILE] [--tls-ca FILE]
 //! ```
 //!
 //! The proxy itself is [`sip_dispatch::proxy::StatelessProxy`]; this program
@@ -27,7 +28,10 @@ use sip_dispatch::leg::Leg;
 use sip_dispatch::proxy::StatelessProxy;
 
 const USAGE: &str = "[--listen SPEC]... [--route ROUTE]... [--outgoing-proxy HOST:PORT] [--nameserver IP:PORT] [--record-route]
-  SPEC is [udp:|tcp:]HOST:PORT (IPv6 as [::1]:5060; port 0 picks a free port); default udp:127.0.0.1:5060.
+    [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--tls-client-auth MODE]
+  SPEC is [udp:|tcp:|tls:]HOST:PORT (IPv6 as [::1]:5060; port 0 picks a free port); default udp:127.0.0.1:5060.
+  TLS: --tls-cert FILE --tls-key FILE (PEM; needed for tls: specs), --tls-ca FILE (roots to verify
+  peers against; default the system's), --tls-client-auth none|optional|required.
   ROUTE is DOMAIN=[PROTO:]HOST:PORT; DOMAIN may be * (fallback) or *.example.com.
   --outgoing-proxy sends every request (not matched by --route) to that proxy.
   --record-route keeps the proxy in the path of dialogs (RFC 5658 double Record-Route across legs).";
@@ -40,7 +44,11 @@ fn main() {
     let mut routes = Vec::new();
     let mut outgoing_proxy: Option<ProxySpec> = None;
     let mut record_route = false;
+    let mut tls = common::TlsFlags::default();
     while let Some(arg) = args.next() {
+        if tls.take(&mut args, &arg) {
+            continue;
+        }
         match flag_name(&arg) {
             "--listen" => listen.push(args.value(&arg)),
             "--route" => {
@@ -57,7 +65,10 @@ fn main() {
     if listen.is_empty() {
         listen.push("udp:127.0.0.1:5060".to_owned());
     }
-    let legs: Vec<Leg> = listen.iter().map(|s| common::bind_leg(&args, s)).collect();
+    let legs: Vec<Leg> = listen
+        .iter()
+        .map(|s| common::bind_leg_tls(&args, s, &tls, true))
+        .collect();
     let lp: Rc<dyn Eventloop> = match MioEventloop::new() {
         Ok(lp) => Rc::new(lp),
         Err(e) => {

@@ -7,7 +7,7 @@
 //! ```text
 //! uac [--leg SPEC]... [--outgoing-proxy HOST:PORT] [--route ROUTE]...
 //!     [--method METHOD] [--from URI] [--hold-ms N] [--count N] [--window W]
-//!     [--t1-ms N] [--t2-ms N] URI
+//!     [--t1-ms N] [--t2-ms N] [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] URI
 //! ```
 //! Exit code: 0 if every request got a 2xx, 1 if any got another final
 //! response, 2 if any delivery failed (2 wins over 1).
@@ -26,14 +26,18 @@ use sip_dispatch::dispatcher::{
     DeliverOptions, DeliveryOutcome, Dispatcher, DispatcherOptions, LegId, ProxySpec,
 };
 use sip_dispatch::eventloop::{Eventloop, MioEventloop, When};
-use sip_dispatch::leg::{Leg, LegOptions, LegSpec, Source};
+use sip_dispatch::leg::{Leg, LegSpec, Source};
 use sip_dispatch::packet::{Method, Packet, Response, Uri};
 use sip_dispatch::ua::{self, Dialog};
 
 const USAGE: &str =
     "[--leg SPEC]... [--outgoing-proxy HOST:PORT] [--route ROUTE]... [--nameserver IP:PORT]
-    [--method METHOD] [--from URI] [--hold-ms N] [--count N] [--window W] [--t1-ms N] [--t2-ms N] URI
-  SPEC is [udp:|tcp:]HOST:PORT (default: UDP and TCP on free ports of 0.0.0.0 and [::]).
+    [--method METHOD] [--from URI] [--hold-ms N] [--count N] [--window W] [--t1-ms N] [--t2-ms N]
+    [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] URI
+  SPEC is [udp:|tcp:|tls:]HOST:PORT (default: UDP and TCP on free ports of 0.0.0.0 and [::], and
+  with TLS a TLS leg on each that only connects out, or listens too with --tls-cert).
+  TLS: sips: and ;transport=tls URIs; --tls-cert FILE --tls-key FILE (PEM; our certificate,
+  offered as client certificate), --tls-ca FILE (roots to verify servers against; default the system's).
   ROUTE is DOMAIN=[PROTO:]HOST:PORT; DOMAIN may be * or *.example.com.
   --nameserver sends DNS queries (RFC 3263: NAPTR, SRV, A/AAAA) there instead of resolv.conf's.
   Prints CODE REASON (or error ERRNO: text) per request; with --count N (W in flight,
@@ -294,13 +298,17 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.saturating_sub(1).min(sorted.len() - 1)]
 }
 
-fn default_legs() -> Vec<Leg> {
+fn default_legs(args: &Args, tls: &common::TlsFlags) -> Vec<Leg> {
     let mut legs = Vec::new();
-    for spec in ["udp:0.0.0.0:0", "tcp:0.0.0.0:0", "udp:[::]:0", "tcp:[::]:0"] {
+    let mut specs = vec!["udp:0.0.0.0:0", "tcp:0.0.0.0:0", "udp:[::]:0", "tcp:[::]:0"];
+    if cfg!(feature = "tls") {
+        specs.extend(["tls:0.0.0.0:0", "tls:[::]:0"]);
+    }
+    for spec in specs {
         let Ok(parsed) = spec.parse::<LegSpec>() else {
             continue;
         };
-        match Leg::bind(parsed, LegOptions::default()) {
+        match Leg::bind(parsed, tls.leg_options(args, parsed.proto)) {
             Ok(leg) => legs.push(leg),
             Err(e) => log::warn!("no default leg {spec}: {e}"),
         }
@@ -322,7 +330,11 @@ fn main() {
         1usize,
     );
     let (mut t1, mut t2, mut uri) = (None, None, None::<String>);
+    let mut tls = common::TlsFlags::default();
     while let Some(arg) = args.next() {
+        if tls.take(&mut args, &arg) {
+            continue;
+        }
         match flag_name(&arg) {
             "--leg" => leg_specs.push(args.value(&arg)),
             "--outgoing-proxy" => outgoing_proxy = Some(args.parsed(&arg)),
@@ -361,11 +373,11 @@ fn main() {
         args.fail("--count and --window must be at least 1");
     }
     let legs = if leg_specs.is_empty() {
-        default_legs()
+        default_legs(&args, &tls)
     } else {
         leg_specs
             .iter()
-            .map(|s| common::bind_leg(&args, s))
+            .map(|s| common::bind_leg_tls(&args, s, &tls, false))
             .collect()
     };
     let lp: Rc<dyn Eventloop> = match MioEventloop::new() {

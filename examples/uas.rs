@@ -26,8 +26,11 @@ use sip_dispatch::packet::{HeaderName, Method, Packet, Request, Response, Transa
 use sip_dispatch::ua::{self, Dialog};
 
 const USAGE: &str = "[--listen SPEC]... [--answer-after-ms N] [--final CODE] [--t1-ms N] [--t2-ms N]
-  SPEC is [udp:|tcp:]HOST:PORT (IPv6 as [::1]:5060; port 0 picks a free port); default udp:127.0.0.1:5060.
-  INVITE: 100 and 180 at once, then after --answer-after-ms (default 0) 200 with SDP, or --final CODE.";
+    [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--tls-client-auth MODE]
+  SPEC is [udp:|tcp:|tls:]HOST:PORT (IPv6 as [::1]:5060; port 0 picks a free port); default udp:127.0.0.1:5060.
+  INVITE: 100 and 180 at once, then after --answer-after-ms (default 0) 200 with SDP, or --final CODE.
+  TLS: --tls-cert FILE --tls-key FILE (PEM; needed for tls: specs), --tls-ca FILE (roots to verify
+  peers against; default the system's), --tls-client-auth none|optional|required.";
 
 /// Extensions this UAS supports (for Require, RFC 3261 8.2.2.3).
 const SUPPORTED: &[&str] = &[];
@@ -390,8 +393,12 @@ fn main() {
     common::init_logging();
     let mut args = Args::from_env("uas", USAGE);
     let mut listen = Vec::new();
+    let mut tls = common::TlsFlags::default();
     let (mut answer_after_ms, mut final_code, mut t1, mut t2) = (0u64, None, None, None);
     while let Some(arg) = args.next() {
+        if tls.take(&mut args, &arg) {
+            continue;
+        }
         match flag_name(&arg) {
             "--listen" => listen.push(args.value(&arg)),
             "--answer-after-ms" => answer_after_ms = args.parsed(&arg),
@@ -410,7 +417,10 @@ fn main() {
     if listen.is_empty() {
         listen.push("udp:127.0.0.1:5060".to_owned());
     }
-    let legs: Vec<Leg> = listen.iter().map(|s| common::bind_leg(&args, s)).collect();
+    let legs: Vec<Leg> = listen
+        .iter()
+        .map(|s| common::bind_leg_tls(&args, s, &tls, true))
+        .collect();
     let lp: Rc<dyn Eventloop> = match MioEventloop::new() {
         Ok(lp) => Rc::new(lp),
         Err(e) => {

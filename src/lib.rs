@@ -13,8 +13,8 @@
 //! - [`packet`]: the SIP message model (parse, inspect, edit, write);
 //! - [`eventloop`]: the [`Eventloop`](eventloop::Eventloop) trait, the mio
 //!   implementation, the timer wheel and virtual time for tests;
-//! - [`leg`]: transports (UDP, TCP, an in-memory network with faults) and
-//!   their share of Via handling, framing and limits;
+//! - [`leg`]: transports (UDP, TCP, TLS, an in-memory network with
+//!   faults) and their share of Via handling, framing and limits;
 //! - [`dispatcher`]: deliver, retransmit, cancel, receive, resolve: the
 //!   Net::SIP::Dispatcher man page, with client and server transactions;
 //! - [`ua`]: small helpers for user agents built on it (dialogs, ACK,
@@ -25,6 +25,10 @@
 //! back in (no `RefCell` borrow is held across user code); all time comes
 //! from the event loop's clock; every resource has a bound; malformed input
 //! gets a 400 or is dropped and counted, never a panic.
+//!
+//! Cargo feature `tls` (on by default): TLS legs, `sips:` and
+//! `;transport=tls`, with rustls on the `ring` provider
+//! ([`leg::TlsConfig`]). Without it, a `tls:` leg fails to bind.
 #![warn(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 

@@ -1,5 +1,6 @@
 //! What the example programs share: a small command-line parser (usage
-//! errors exit with 64), leg creation from specs, logging and signals.
+//! errors exit with 64), leg creation from specs (TLS from the
+//! `--tls-cert`/`--tls-key`/`--tls-ca` flags), logging and signals.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use sip_dispatch::dispatcher::{ProxySpec, Timers};
 use sip_dispatch::eventloop::{Eventloop, Interest};
-use sip_dispatch::leg::{Leg, LegOptions, LegSpec};
+use sip_dispatch::leg::{Leg, LegOptions, LegSpec, Protocol};
 
 /// Exit code for a bad command line (sysexits.h EX_USAGE).
 pub const EX_USAGE: i32 = 64;
@@ -85,13 +86,112 @@ pub fn flag_name(arg: &str) -> &str {
     arg.split_once('=').map(|(f, _)| f).unwrap_or(arg)
 }
 
+/// Usage text for the TLS flags every program takes.
+pub const TLS_USAGE: &str =
+    "  TLS (tls: specs, sips: and ;transport=tls URIs): --tls-cert FILE --tls-key FILE (PEM, our
+  certificate: needed to listen, offered as client certificate), --tls-ca FILE (PEM roots to verify
+  peers against; default the system's), --tls-client-auth none|optional|required (ask listening
+  TLS legs' clients for a certificate; default none).";
+
+/// The TLS flags: `--tls-cert FILE --tls-key FILE [--tls-ca FILE]
+/// [--tls-client-auth none|optional|required]`.
+#[derive(Default)]
+pub struct TlsFlags {
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    client_auth: Option<String>,
+}
+
+impl TlsFlags {
+    /// Takes `arg` (and its value) when it is a TLS flag; returns whether
+    /// it was.
+    pub fn take(&mut self, args: &mut Args, arg: &str) -> bool {
+        let slot = match flag_name(arg) {
+            "--tls-cert" => &mut self.cert,
+            "--tls-key" => &mut self.key,
+            "--tls-ca" => &mut self.ca,
+            "--tls-client-auth" => &mut self.client_auth,
+            _ => return false,
+        };
+        *slot = Some(args.value(arg));
+        if cfg!(not(feature = "tls")) {
+            args.fail(format!(
+                "{}: this build has no TLS (cargo feature `tls`)",
+                flag_name(arg)
+            ));
+        }
+        true
+    }
+
+    /// Whether a certificate was given (TLS legs can listen).
+    pub fn has_certificate(&self) -> bool {
+        self.cert.is_some()
+    }
+
+    /// The leg options for `proto`: for TLS the configuration from the
+    /// flags. A bad flag combination is a usage error; a file that cannot
+    /// be used exits 1.
+    #[cfg(feature = "tls")]
+    pub fn leg_options(&self, args: &Args, proto: Protocol) -> LegOptions {
+        use sip_dispatch::leg::{ClientAuth, TlsConfig};
+        if proto != Protocol::Tls {
+            return LegOptions::default();
+        }
+        let fail = |e: sip_dispatch::Error| -> ! {
+            eprintln!("{}: {}", args.program, e.context());
+            exit(1)
+        };
+        let mut config = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                TlsConfig::from_pem_files(cert, key).unwrap_or_else(|e| fail(e))
+            }
+            (None, None) => TlsConfig::client(),
+            _ => args.fail("--tls-cert and --tls-key go together"),
+        };
+        if let Some(ca) = &self.ca {
+            config = config.with_ca_file(ca).unwrap_or_else(|e| fail(e));
+        }
+        let auth = match self.client_auth.as_deref() {
+            None | Some("none") => ClientAuth::None,
+            Some("optional") => ClientAuth::Optional,
+            Some("required") => ClientAuth::Required,
+            Some(other) => args.fail(format!(
+                "--tls-client-auth {other:?}: expected none, optional or required"
+            )),
+        };
+        LegOptions {
+            tls: Some(config.with_client_auth(auth)),
+            ..LegOptions::default()
+        }
+    }
+
+    /// The leg options for `proto` (no TLS in this build).
+    #[cfg(not(feature = "tls"))]
+    pub fn leg_options(&self, _args: &Args, _proto: Protocol) -> LegOptions {
+        LegOptions::default()
+    }
+}
+
 /// Binds a leg from a spec, or exits with a clear message.
 pub fn bind_leg(args: &Args, spec: &str) -> Leg {
+    bind_leg_tls(args, spec, &TlsFlags::default(), false)
+}
+
+/// Binds a leg from a spec with the TLS flags, or exits with a clear
+/// message. `listen`: the leg must accept connections (a `tls:` spec then
+/// needs `--tls-cert`).
+pub fn bind_leg_tls(args: &Args, spec: &str, tls: &TlsFlags, listen: bool) -> Leg {
     let parsed: LegSpec = match spec.parse() {
         Ok(s) => s,
         Err(e) => args.fail(e),
     };
-    match Leg::bind(parsed, LegOptions::default()) {
+    if parsed.proto == Protocol::Tls && listen && !tls.has_certificate() {
+        args.fail(format!(
+            "{spec}: listening on TLS needs --tls-cert and --tls-key"
+        ));
+    }
+    match Leg::bind(parsed, tls.leg_options(args, parsed.proto)) {
         Ok(leg) => leg,
         Err(e) => {
             eprintln!("{}: cannot bind {spec}: {e}", args.program);

@@ -1,6 +1,6 @@
-//! Legs: local transport endpoints (UDP, TCP, and an in-memory network for
-//! tests), with the transport's share of Via handling, framing,
-//! connection management and limits.
+//! Legs: local transport endpoints (UDP, TCP, TLS with the `tls` feature,
+//! and an in-memory network for tests), with the transport's share of Via
+//! handling, framing, connection management and limits.
 //!
 //! A [`Leg`] reads and parses what arrives, stamps `received`/`rport` on
 //! requests, drops responses whose top Via is not its own, and hands the
@@ -13,6 +13,11 @@ pub mod memory;
 mod options;
 mod source_addr;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls_off.rs"]
+mod tls;
 mod udp;
 mod via;
 
@@ -29,6 +34,8 @@ use crate::packet::{Host, Packet, Request, Response, SipUri};
 pub use addr::{ConnId, Destination, LegSpec, Protocol, Source};
 pub use memory::{Faults, MemoryNetwork};
 pub use options::{LegOptions, TcpOptions};
+#[cfg(feature = "tls")]
+pub use tls::{ClientAuth, TlsConfig};
 
 /// Opaque number the sender attaches to a send; the outcome of a send that
 /// could not finish at once comes back with it ([`LegEvent::Outcome`]).
@@ -125,7 +132,7 @@ fn bump(c: &Cell<u64>) {
 
 pub(crate) enum Transport {
     Udp(udp::UdpTransport),
-    Tcp(tcp::TcpTransport),
+    Tcp(Box<tcp::TcpTransport>),
     Memory(memory::MemoryTransport),
 }
 
@@ -206,7 +213,10 @@ impl Leg {
         }
     }
 
-    /// Binds a leg as the spec says (`udp:127.0.0.1:5060`, `tcp:[::1]:0`).
+    /// Binds a leg as the spec says (`udp:127.0.0.1:5060`, `tcp:[::1]:0`,
+    /// `tls:0.0.0.0:5061`). A TLS leg needs [`LegOptions::tls`] (feature
+    /// `tls`): with a certificate it listens, without one it only connects
+    /// out.
     pub fn bind(spec: LegSpec, options: LegOptions) -> io::Result<Leg> {
         match spec.proto {
             Protocol::Udp => {
@@ -220,18 +230,42 @@ impl Leg {
                 ))
             }
             Protocol::Tcp => {
-                let t = tcp::TcpTransport::bind(spec.addr, &options)?;
+                let t = tcp::TcpTransport::bind(spec.addr, &options, None)?;
                 let local = t.local_addr()?;
                 Ok(Leg::from_transport(
                     Protocol::Tcp,
                     local,
                     options,
-                    Transport::Tcp(t),
+                    Transport::Tcp(Box::new(t)),
                 ))
             }
+            #[cfg(feature = "tls")]
+            Protocol::Tls => {
+                let Some(config) = &options.tls else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{spec}: a TLS leg needs LegOptions::tls (a TlsConfig with \
+                             certificate and key, or TlsConfig::client() to only connect out)"
+                        ),
+                    ));
+                };
+                let ctx = config
+                    .build()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                let t = tcp::TcpTransport::bind(spec.addr, &options, Some(ctx))?;
+                let local = t.local_addr()?;
+                Ok(Leg::from_transport(
+                    Protocol::Tls,
+                    local,
+                    options,
+                    Transport::Tcp(Box::new(t)),
+                ))
+            }
+            #[cfg(not(feature = "tls"))]
             Protocol::Tls => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "TLS legs need the `tls` feature and certificates (not available in this build)",
+                "TLS legs need the `tls` feature (not enabled in this build)",
             )),
         }
     }
@@ -259,7 +293,7 @@ impl Leg {
             Protocol::Tcp,
             local,
             options,
-            Transport::Tcp(t),
+            Transport::Tcp(Box::new(t)),
         ))
     }
 

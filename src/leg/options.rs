@@ -1,4 +1,4 @@
-//! Leg options: socket options, parser limits, TCP limits.
+//! Leg options: socket options, parser limits, TCP limits, TLS.
 
 use std::time::Duration;
 
@@ -38,8 +38,12 @@ pub struct LegOptions {
     /// Most datagrams queued while the socket is full (EAGAIN/ENOBUFS);
     /// beyond it a send fails with ENOBUFS. Default 1,024.
     pub max_queued_datagrams: usize,
-    /// Stream transport limits.
+    /// Stream transport limits (TCP and TLS).
     pub tcp: TcpOptions,
+    /// TLS certificate, roots and handshake settings: required for a TLS
+    /// leg (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub tls: Option<super::TlsConfig>,
 }
 
 impl Default for LegOptions {
@@ -54,6 +58,8 @@ impl Default for LegOptions {
             via_host: None,
             max_queued_datagrams: 1024,
             tcp: TcpOptions::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -1,6 +1,13 @@
 //! The TCP transport: a listener, accepted and outgoing connections reused
 //! per peer, framing by Content-Length, CRLF keep-alive, bounded buffers,
 //! idle/connect/header timeouts and a connection cap (oldest idle closed).
+//!
+//! TLS legs are this transport in TLS mode: each connection carries a
+//! rustls session that the socket's bytes go through, and the plaintext
+//! takes the same framing, write queue, limits and timers; a handshake
+//! deadline joins the connection's timer, and RFC 5923 aliases (a map from
+//! a Via sent-by the peer's certificate covers to its connection) let
+//! requests reuse connections that peers opened.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -16,10 +23,14 @@ use crate::error::{Errno, Error};
 use crate::eventloop::{Eventloop, FdHandle, Interest, Readiness, TimerId, When};
 use crate::packet::{Framing, ParseLimits, StreamFramer, leading_line_ends};
 
+use super::tls::{TlsContext, TlsSession};
 use super::{
     ConnId, Destination, Leg, LegEvent, LegInner, LegOptions, Protocol, SendStatus, SendToken,
     Source, TcpOptions, Transport,
 };
+
+/// Most RFC 5923 aliases one connection may hold.
+const MAX_ALIASES_PER_CONN: usize = 8;
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -33,6 +44,8 @@ struct Chunk {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
     Connecting,
+    /// TCP is up, the TLS handshake is not done: nothing is sent yet.
+    Handshaking,
     Open,
 }
 
@@ -54,6 +67,10 @@ struct Conn {
     /// Least-recently-used list (by activity): towards `prev` is newer.
     lru_prev: Option<usize>,
     lru_next: Option<usize>,
+    /// The TLS session (TLS legs).
+    tls: Option<Box<TlsSession>>,
+    /// RFC 5923 aliases pointing at this connection (keys of `aliases`).
+    aliases: Vec<(Box<str>, u16)>,
 }
 
 pub(crate) struct TcpTransport {
@@ -68,6 +85,15 @@ pub(crate) struct TcpTransport {
     opts: TcpOptions,
     limits: ParseLimits,
     leg: Weak<LegInner>,
+    /// TLS mode: the leg's rustls configurations.
+    tls: Option<Rc<TlsContext>>,
+    /// Whether the socket listens (a TLS leg without certificate does not).
+    listening: bool,
+    /// RFC 5923: Via sent-by (lower-case host without brackets, port) ->
+    /// the incoming TLS connection whose certificate covers it.
+    aliases: HashMap<(Box<str>, u16), usize>,
+    /// `tcp` or `tls`, for messages.
+    kind: &'static str,
 }
 
 fn conn_id(index: usize, generation: u32) -> ConnId {
@@ -79,7 +105,11 @@ fn conn_index(id: ConnId) -> usize {
 }
 
 impl TcpTransport {
-    pub(crate) fn bind(addr: SocketAddr, opts: &LegOptions) -> io::Result<TcpTransport> {
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        opts: &LegOptions,
+        tls: Option<TlsContext>,
+    ) -> io::Result<TcpTransport> {
         let socket = Socket::new(
             Domain::for_address(addr),
             Type::STREAM,
@@ -93,8 +123,19 @@ impl TcpTransport {
             socket.set_only_v6(opts.ipv6_only)?;
         }
         socket.bind(&addr.into())?;
-        socket.listen(opts.tcp.backlog)?;
-        Self::from_listener(socket.into(), opts)
+        // A TLS leg without certificate cannot accept: it keeps its port
+        // (for Via) without listening, so peers are refused at once.
+        let listening = tls.as_ref().is_none_or(TlsContext::accepts);
+        if listening {
+            socket.listen(opts.tcp.backlog)?;
+        }
+        let mut t = Self::from_listener(socket.into(), opts)?;
+        t.listening = listening;
+        if let Some(ctx) = tls {
+            t.tls = Some(Rc::new(ctx));
+            t.kind = "tls";
+        }
+        Ok(t)
     }
 
     pub(crate) fn from_listener(
@@ -115,6 +156,10 @@ impl TcpTransport {
             opts: opts.tcp.clone(),
             limits: opts.limits,
             leg: Weak::new(),
+            tls: None,
+            listening: true,
+            aliases: HashMap::new(),
+            kind: "tcp",
         })
     }
 
@@ -128,6 +173,9 @@ impl TcpTransport {
 
     pub(crate) fn attach(&mut self, lp: &dyn Eventloop, leg: Weak<LegInner>) -> io::Result<()> {
         self.leg = leg.clone();
+        if !self.listening {
+            return Ok(());
+        }
         let cb = move |_r: Readiness| {
             if let Some(leg) = Leg::upgrade(&leg) {
                 on_accept(&leg);
@@ -216,7 +264,14 @@ impl TcpTransport {
         }
     }
 
-    fn insert(&mut self, stream: TcpStream, peer: SocketAddr, state: State, now: Instant) -> usize {
+    fn insert(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        state: State,
+        tls: Option<Box<TlsSession>>,
+        now: Instant,
+    ) -> usize {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         let entry = self.conns.vacant_entry();
@@ -238,6 +293,8 @@ impl TcpTransport {
             partial_since: None,
             lru_prev: None,
             lru_next: None,
+            tls,
+            aliases: Vec::new(),
         });
         self.lru_push_front(i);
         // The newest connection to a peer is the one reused.
@@ -273,6 +330,11 @@ impl TcpTransport {
         if c.state == State::Connecting {
             d = d.min(c.connect_started + self.opts.connect_timeout);
         }
+        if c.state == State::Handshaking {
+            if let Some(ctx) = &self.tls {
+                d = d.min(c.connect_started + ctx.handshake_timeout());
+            }
+        }
         if let Some(p) = c.partial_since {
             d = d.min(p + self.opts.header_timeout);
         }
@@ -306,9 +368,24 @@ impl TcpTransport {
             return;
         }
         self.lru_unlink(i);
-        let c = self.conns.remove(i);
+        let mut c = self.conns.remove(i);
         if self.by_peer.get(&c.peer) == Some(&i) {
             self.by_peer.remove(&c.peer);
+        }
+        for key in &c.aliases {
+            if self.aliases.get(key) == Some(&i) {
+                self.aliases.remove(key);
+            }
+        }
+        if let Some(tls) = c.tls.as_mut() {
+            // Best effort: a close_notify, or the alert a failed
+            // handshake left queued.
+            if c.state == State::Open {
+                tls.close_notify();
+            }
+            if tls.wants_write() {
+                let _ = tls.write_tls(&c.stream);
+            }
         }
         if let Some(h) = c.handle {
             lp.del_fd(h);
@@ -319,7 +396,7 @@ impl TcpTransport {
         let error = error.unwrap_or_else(|| {
             Error::new(
                 Errno::ECONNRESET,
-                format!("tcp connection to {} closed", c.peer),
+                format!("{} connection to {} closed", self.kind, c.peer),
             )
         });
         for chunk in c.wbuf {
@@ -338,12 +415,19 @@ impl TcpTransport {
     fn connect(
         &mut self,
         peer: SocketAddr,
+        host: Option<&Rc<str>>,
         lp: &dyn Eventloop,
         leg: &Leg,
         events: &mut Vec<LegEvent>,
     ) -> Result<usize, Error> {
+        // The TLS session first: a host that is no valid name fails here.
+        let tls = match &self.tls {
+            Some(ctx) => Some(Box::new(ctx.client(peer, host)?)),
+            None => None,
+        };
         self.enforce_cap(lp, leg, events);
-        let ctx = || format!("tcp connect to {peer}");
+        let kind = self.kind;
+        let ctx = || format!("{kind} connect to {peer}");
         let socket = Socket::new(
             Domain::for_address(peer),
             Type::STREAM,
@@ -355,6 +439,10 @@ impl TcpTransport {
             .map_err(|e| Error::io(&e, ctx()))?;
         let _ = socket.set_tcp_nodelay(true);
         if !self.local.ip().is_unspecified() && self.local.is_ipv4() == peer.is_ipv4() {
+            // The port is chosen at connect, for the 4-tuple: a bind to
+            // port 0 would pick one for the address alone, scanning past
+            // every TIME_WAIT socket (slower with each connection closed).
+            set_bind_address_no_port(&socket);
             let _ = socket.bind(&SocketAddr::new(self.local.ip(), 0).into());
         }
         match socket.connect(&peer.into()) {
@@ -364,7 +452,7 @@ impl TcpTransport {
                     || e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Error::io(&e, ctx())),
         }
-        let i = self.insert(socket.into(), peer, State::Connecting, lp.now());
+        let i = self.insert(socket.into(), peer, State::Connecting, tls, lp.now());
         leg.count_opened();
         if let Err(e) = self.register(i, lp) {
             let mut ev = Vec::new();
@@ -392,10 +480,16 @@ impl TcpTransport {
         let existing = dst
             .conn
             .and_then(|id| self.lookup(id))
-            .or_else(|| self.by_peer.get(&dst.addr).copied());
+            .or_else(|| {
+                self.by_peer
+                    .get(&dst.addr)
+                    .copied()
+                    .filter(|&i| self.reusable_for(i, dst))
+            })
+            .or_else(|| self.alias_for(dst));
         let i = match existing {
             Some(i) => i,
-            None => match self.connect(dst.addr, lp, leg, &mut events) {
+            None => match self.connect(dst.addr, dst.host.as_ref(), lp, leg, &mut events) {
                 Ok(i) => i,
                 Err(e) => {
                     leg.defer(events);
@@ -423,8 +517,8 @@ impl TcpTransport {
             let err = Error::new(
                 Errno::ENOBUFS,
                 format!(
-                    "tcp to {peer}: write buffer full ({} bytes queued, peer not reading)",
-                    c.wbuf_len
+                    "{} to {peer}: write buffer full ({} bytes queued, peer not reading)",
+                    self.kind, c.wbuf_len
                 ),
             );
             // The write buffer is one of the limits LegStats counts.
@@ -472,6 +566,9 @@ impl TcpTransport {
         lp: &dyn Eventloop,
         events: &mut Vec<LegEvent>,
     ) -> Result<(), Error> {
+        if self.conns[i].tls.is_some() {
+            return self.write_some_tls(i, lp, events);
+        }
         let now = lp.now();
         loop {
             let c = &mut self.conns[i];
@@ -526,6 +623,247 @@ impl TcpTransport {
         }
         Ok(())
     }
+
+    /// Whether a connection found by address may carry a send to `dst`:
+    /// on TCP always; on TLS when the peer's certificate was verified for
+    /// the destination's host (RFC 5922: the one our connection was
+    /// opened for, or a client certificate that covers it), or the
+    /// destination names no host.
+    fn reusable_for(&self, i: usize, dst: &Destination) -> bool {
+        let c = &self.conns[i];
+        match (&c.tls, &dst.host) {
+            (None, _) | (_, None) => true,
+            (Some(tls), Some(host)) => tls.is_verified_for(host),
+        }
+    }
+
+    /// RFC 5923: a connection a peer opened and advertised (`alias` in its
+    /// Via) for the sent-by that `dst` names: by the destination's host,
+    /// or by its address when that is the host.
+    fn alias_for(&self, dst: &Destination) -> Option<usize> {
+        if self.aliases.is_empty() {
+            return None;
+        }
+        let port = dst.addr.port();
+        let ip = dst.addr.ip().to_string();
+        let host = dst.host.as_deref().map(alias_host);
+        let mut keys = Vec::with_capacity(2);
+        if let Some(h) = &host {
+            keys.push(h.clone());
+        }
+        if host.as_deref().is_none_or(|h| h == ip) && !keys.contains(&ip) {
+            keys.push(ip);
+        }
+        keys.into_iter()
+            .find_map(|h| self.aliases.get(&(h.into_boxed_str(), port)).copied())
+    }
+
+    /// RFC 5923 5: a request over an incoming TLS connection has `alias`
+    /// in its top Via: later requests to that sent-by may use the
+    /// connection, if the peer's certificate (verified by the handshake)
+    /// covers the sent-by host.
+    fn register_alias(&mut self, id: ConnId, host: &str, port: u16, leg: &Leg) {
+        let Some(i) = self.lookup(id) else { return };
+        let key_host = alias_host(host);
+        let c = &mut self.conns[i];
+        let Some(tls) = c.tls.as_ref() else { return };
+        if tls.is_outgoing() {
+            return;
+        }
+        let key = (key_host.into_boxed_str(), port);
+        if c.aliases.contains(&key) {
+            return;
+        }
+        if !tls.certificate_covers(&key.0) {
+            log::debug!(
+                "{leg}: {}: alias for {}:{port} not used: no client certificate covers {}",
+                tls.what(),
+                key.0,
+                key.0
+            );
+            return;
+        }
+        if c.aliases.len() >= MAX_ALIASES_PER_CONN {
+            log::debug!(
+                "{leg}: {}: too many aliases, {} not added",
+                tls.what(),
+                key.0
+            );
+            return;
+        }
+        log::debug!(
+            "{leg}: {}: requests to {}:{port} may reuse this connection (RFC 5923)",
+            tls.what(),
+            key.0
+        );
+        c.aliases.push(key.clone());
+        if let Some(old) = self.aliases.insert(key.clone(), i) {
+            if old != i {
+                if let Some(oc) = self.conns.get_mut(old) {
+                    oc.aliases.retain(|k| *k != key);
+                }
+            }
+        }
+    }
+
+    /// Sets the connection's readiness interest (only when it changed).
+    fn set_write_interest(&mut self, i: usize, want_write: bool, lp: &dyn Eventloop) {
+        let c = &mut self.conns[i];
+        if want_write != c.write_interest {
+            c.write_interest = want_write;
+            if let Some(h) = c.handle {
+                let _ = lp.modify_fd(
+                    h,
+                    if want_write {
+                        Interest::READ_WRITE
+                    } else {
+                        Interest::READ
+                    },
+                );
+            }
+        }
+    }
+
+    /// TLS: flushes what the session has for the socket, reports the
+    /// chunks it took whole as sent once that is out, and hands it more
+    /// plaintext (after the handshake), until done or the socket is full.
+    fn write_some_tls(
+        &mut self,
+        i: usize,
+        lp: &dyn Eventloop,
+        events: &mut Vec<LegEvent>,
+    ) -> Result<(), Error> {
+        let now = lp.now();
+        loop {
+            let c = &mut self.conns[i];
+            let Some(tls) = c.tls.as_mut() else {
+                break;
+            };
+            let mut blocked = false;
+            let mut wrote = false;
+            while tls.wants_write() {
+                match tls.write_tls(&c.stream) {
+                    Ok(0) => {
+                        let err = Error::new(
+                            Errno::EPIPE,
+                            format!("{}: connection closed while writing", tls.what()),
+                        );
+                        self.close(i, lp, Some(err.clone()), events);
+                        return Err(err);
+                    }
+                    Ok(_) => wrote = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let err = Error::io(&e, format_args!("{} write", tls.what()));
+                        self.close(i, lp, Some(err.clone()), events);
+                        return Err(err);
+                    }
+                }
+            }
+            if blocked {
+                break;
+            }
+            // Everything the session had is on the wire: the chunks it
+            // took whole are sent.
+            let c = &mut self.conns[i];
+            let Some(tls) = c.tls.as_mut() else {
+                break;
+            };
+            for _ in 0..tls.fed() {
+                if let Some(chunk) = c.wbuf.pop_front() {
+                    if let Some(t) = chunk.token {
+                        events.push(LegEvent::Outcome(t, Ok(())));
+                    }
+                }
+            }
+            tls.set_fed(0);
+            if c.state != State::Open || c.wbuf.is_empty() {
+                if wrote {
+                    self.touch(i, now);
+                }
+                break;
+            }
+            let mut took = false;
+            while let Some(chunk) = c.wbuf.get_mut(tls.fed()) {
+                let n = tls.write_plain(&chunk.bytes[chunk.offset..]);
+                chunk.offset += n;
+                c.wbuf_len -= n;
+                took |= n > 0;
+                if chunk.offset < chunk.bytes.len() {
+                    break;
+                }
+                let fed = tls.fed() + 1;
+                tls.set_fed(fed);
+            }
+            if wrote {
+                self.touch(i, now);
+            }
+            if !took {
+                break;
+            }
+        }
+        let c = &self.conns[i];
+        let want_write = c.tls.as_ref().is_some_and(|t| t.wants_write())
+            || (c.state == State::Open && !c.wbuf.is_empty());
+        self.set_write_interest(i, want_write, lp);
+        Ok(())
+    }
+
+    /// Ends a connection whose TLS session failed (a certificate rejected,
+    /// an alert, a broken record): the queued sends fail with `err`, and
+    /// when an outgoing connection fails after its handshake (a server
+    /// that refuses our certificate only after TLS 1.3 finished), the
+    /// deliveries waiting for an answer from that peer are told at once.
+    fn fail_tls(&mut self, i: usize, lp: &dyn Eventloop, err: Error, events: &mut Vec<LegEvent>) {
+        let c = &self.conns[i];
+        let outgoing_after_handshake =
+            c.state == State::Open && c.tls.as_ref().is_some_and(|t| t.is_outgoing());
+        let dst = Destination {
+            proto: Protocol::Tls,
+            addr: c.peer,
+            host: c.tls.as_ref().and_then(|t| t.identity().cloned()),
+            conn: None,
+        };
+        if let Some(leg) = Leg::upgrade(&self.leg) {
+            log::warn!("{leg}: {err}");
+        }
+        self.close(i, lp, Some(err.clone()), events);
+        if outgoing_after_handshake {
+            events.push(LegEvent::Unreachable(dst, err));
+        }
+    }
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2+; ignored where unknown).
+fn set_bind_address_no_port(socket: &Socket) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on a socket we own, with a pointer to a
+        // c_int and its size, as the option expects.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = socket;
+}
+
+/// An RFC 5923 alias key's host: lower case, IPv6 without brackets.
+fn alias_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 fn transport<R>(leg: &Leg, f: impl FnOnce(&mut TcpTransport) -> R) -> Option<R> {
@@ -539,14 +877,25 @@ fn on_accept(leg: &Leg) {
     let Some(lp) = leg.eventloop() else { return };
     let mut events = Vec::new();
     // Bounded: one readiness accepts at most this many.
-    for _ in 0..256 {
+    let mut drained = false;
+    for _ in 0..ACCEPT_BUDGET {
         let done = transport(leg, |t| {
             match t.listener.accept() {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nonblocking(true);
                     let _ = stream.set_nodelay(true);
+                    let (state, tls) = match &t.tls {
+                        None => (State::Open, None),
+                        Some(ctx) => match ctx.server(peer) {
+                            Ok(session) => (State::Handshaking, Some(Box::new(session))),
+                            Err(e) => {
+                                log::warn!("{leg}: {e}");
+                                return false;
+                            }
+                        },
+                    };
                     t.enforce_cap(&*lp, leg, &mut events);
-                    let i = t.insert(stream, peer, State::Open, lp.now());
+                    let i = t.insert(stream, peer, state, tls, lp.now());
                     leg.count_opened();
                     if let Err(e) = t.register(i, &*lp) {
                         log::warn!("{leg}: cannot watch accepted connection from {peer}: {e}");
@@ -565,11 +914,24 @@ fn on_accept(leg: &Leg) {
             }
         });
         if done != Some(false) {
+            drained = true;
             break;
+        }
+    }
+    if !drained {
+        // Edge-triggered: connections still queued raise no new event
+        // (until yet another one arrives); ask for a fresh edge.
+        let handle = transport(leg, |t| t.listener_handle).flatten();
+        if let Some(h) = handle {
+            let _ = lp.modify_fd(h, Interest::READ);
         }
     }
     leg.emit(events);
 }
+
+/// Connections accepted per readiness of the listener, before the loop
+/// turns to other descriptors.
+const ACCEPT_BUDGET: usize = 256;
 
 /// What reading a connection produced, handled after the borrow ends.
 struct ReadOutcome {
@@ -593,8 +955,15 @@ fn on_conn_ready(leg: &Leg, id: ConnId, r: Readiness) {
         if t.conns[i].state == State::Connecting && (r.writable || r.error || r.hangup) {
             match t.conns[i].stream.take_error() {
                 Ok(None) if !r.error => {
-                    t.conns[i].state = State::Open;
-                    t.touch(i, lp.now());
+                    let now = lp.now();
+                    if t.conns[i].tls.is_some() {
+                        // The handshake deadline counts from here.
+                        t.conns[i].state = State::Handshaking;
+                        t.conns[i].connect_started = now;
+                    } else {
+                        t.conns[i].state = State::Open;
+                    }
+                    t.touch(i, now);
                     t.arm_timer(i, &*lp);
                 }
                 Ok(err) => {
@@ -603,31 +972,40 @@ fn on_conn_ready(leg: &Leg, id: ConnId, r: Readiness) {
                     t.close(
                         i,
                         &*lp,
-                        Some(Error::io(&e, format_args!("tcp connect to {peer}"))),
+                        Some(Error::io(&e, format_args!("{} connect to {peer}", t.kind))),
                         &mut events,
                     );
                     return None;
                 }
                 Err(e) => {
                     let peer = t.conns[i].peer;
+                    let kind = t.kind;
                     t.close(
                         i,
                         &*lp,
-                        Some(Error::io(&e, format_args!("tcp connect to {peer}"))),
+                        Some(Error::io(&e, format_args!("{kind} connect to {peer}"))),
                         &mut events,
                     );
                     return None;
                 }
             }
         }
-        if r.writable
-            && t.conns[i].state == State::Open
+        let state = t.conns[i].state;
+        // A TLS session writes during the handshake too (and right after
+        // the connect, its ClientHello).
+        let may_write = state == State::Open || (state == State::Handshaking && r.writable);
+        if (r.writable || t.conns[i].tls.as_ref().is_some_and(|s| s.wants_write()))
+            && may_write
             && t.write_some(i, &*lp, &mut events).is_err()
         {
             return None;
         }
         if r.readable || r.hangup || r.error {
-            read_conn(t, i, &*lp, leg, &mut read_events)
+            let out = read_conn(t, i, &*lp, leg, &mut read_events);
+            if out.as_ref().is_some_and(|o| !o.closed) {
+                tls_progress(t, i, &*lp, leg, &mut read_events);
+            }
+            out
         } else {
             None
         }
@@ -643,7 +1021,7 @@ fn on_conn_ready(leg: &Leg, id: ConnId, r: Readiness) {
     // ephemeral port).
     if read.pong && !read.closed {
         let dst = Destination {
-            proto: Protocol::Tcp,
+            proto: leg.protocol(),
             addr: read.peer,
             host: None,
             conn: Some(id),
@@ -657,6 +1035,9 @@ fn on_conn_ready(leg: &Leg, id: ConnId, r: Readiness) {
             conn: Some(id),
         };
         if let Some(ev) = leg.accept_bytes(&m, source, Framing::Stream) {
+            if leg.protocol() == Protocol::Tls {
+                note_alias(leg, id, &ev);
+            }
             leg.emit(vec![ev]);
         }
     }
@@ -693,6 +1074,7 @@ fn read_conn(
     for _ in 0..READ_ROUNDS {
         let mut eof = false;
         let mut drained = false;
+        let mut tls_error = None;
         loop {
             let c = &mut t.conns[i];
             match (&*c.stream).read(&mut chunk) {
@@ -701,8 +1083,19 @@ fn read_conn(
                     break;
                 }
                 Ok(n) => {
-                    c.rbuf.extend_from_slice(&chunk[..n]);
+                    match c.tls.as_mut() {
+                        None => c.rbuf.extend_from_slice(&chunk[..n]),
+                        Some(tls) => match tls.feed(&chunk[..n], &mut c.rbuf) {
+                            Ok(peer_closed) => eof |= peer_closed,
+                            // The messages before the bad record still go
+                            // up; then the session ends.
+                            Err(err) => tls_error = Some(err),
+                        },
+                    }
                     t.touch(i, now);
+                    if eof || tls_error.is_some() {
+                        break;
+                    }
                     if t.conns[i].rbuf.len() > max_buffer {
                         // Cut messages out (or reject an oversize one)
                         // before reading more.
@@ -716,10 +1109,11 @@ fn read_conn(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let peer = t.conns[i].peer;
+                    let kind = t.kind;
                     t.close(
                         i,
                         lp,
-                        Some(Error::io(&e, format_args!("tcp read from {peer}"))),
+                        Some(Error::io(&e, format_args!("{kind} read from {peer}"))),
                         events,
                     );
                     out.closed = true;
@@ -728,6 +1122,11 @@ fn read_conn(
             }
         }
         if !cut_messages(t, i, lp, leg, now, &mut out, events) {
+            out.closed = true;
+            return Some(out);
+        }
+        if let Some(err) = tls_error {
+            t.fail_tls(i, lp, err, events);
             out.closed = true;
             return Some(out);
         }
@@ -792,12 +1191,16 @@ fn cut_messages(
             Ok(None) => break,
             Err(e) => {
                 let peer = c.peer;
-                log::warn!("{leg}: closing tcp connection from {peer}: {e}");
+                let kind = t.kind;
+                log::warn!("{leg}: closing {kind} connection from {peer}: {e}");
                 leg.count_limited();
                 t.close(
                     i,
                     lp,
-                    Some(Error::new(Errno::EPROTO, format!("tcp from {peer}: {e}"))),
+                    Some(Error::new(
+                        Errno::EPROTO,
+                        format!("{kind} from {peer}: {e}"),
+                    )),
                     events,
                 );
                 return false;
@@ -833,48 +1236,64 @@ fn on_conn_timer(leg: &Leg, id: ConnId) {
         let now = lp.now();
         let c = &t.conns[i];
         let peer = c.peer;
-        let expired =
-            if c.state == State::Connecting && now >= c.connect_started + t.opts.connect_timeout {
-                Some((
-                    Error::new(
-                        Errno::ETIMEDOUT,
-                        format!(
-                            "tcp connect to {peer}: no answer in {:?}",
-                            t.opts.connect_timeout
-                        ),
+        let handshake_timeout = t.tls.as_ref().map(|ctx| ctx.handshake_timeout());
+        let expired = if let (State::Handshaking, Some(limit)) = (c.state, handshake_timeout)
+            && now >= c.connect_started + limit
+        {
+            let what = c.tls.as_ref().map(|s| s.what()).unwrap_or("TLS");
+            Some((
+                Error::new(
+                    Errno::ETIMEDOUT,
+                    format!("{what}: handshake not finished after {limit:?}"),
+                ),
+                true,
+            ))
+        } else if c.state == State::Connecting && now >= c.connect_started + t.opts.connect_timeout
+        {
+            Some((
+                Error::new(
+                    Errno::ETIMEDOUT,
+                    format!(
+                        "{} connect to {peer}: no answer in {:?}",
+                        t.kind, t.opts.connect_timeout
                     ),
-                    false,
-                ))
-            } else if c
-                .partial_since
-                .is_some_and(|p| now >= p + t.opts.header_timeout)
-            {
-                Some((
-                    Error::new(
-                        Errno::ETIMEDOUT,
-                        format!(
-                            "tcp from {peer}: message incomplete after {:?}",
-                            t.opts.header_timeout
-                        ),
+                ),
+                false,
+            ))
+        } else if c
+            .partial_since
+            .is_some_and(|p| now >= p + t.opts.header_timeout)
+        {
+            Some((
+                Error::new(
+                    Errno::ETIMEDOUT,
+                    format!(
+                        "{} from {peer}: message incomplete after {:?}",
+                        t.kind, t.opts.header_timeout
                     ),
-                    true,
-                ))
-            } else if now >= c.last_activity + t.opts.idle_timeout {
-                Some((
-                    Error::new(
-                        Errno::ETIMEDOUT,
-                        format!("tcp to {peer}: idle for {:?}", t.opts.idle_timeout),
-                    ),
-                    // The idle timeout is one of the limits
-                    // `LegStats::connections_limited` counts.
-                    true,
-                ))
-            } else {
-                None
-            };
+                ),
+                true,
+            ))
+        } else if now >= c.last_activity + t.opts.idle_timeout {
+            Some((
+                Error::new(
+                    Errno::ETIMEDOUT,
+                    format!("{} to {peer}: idle for {:?}", t.kind, t.opts.idle_timeout),
+                ),
+                // The idle timeout is one of the limits
+                // `LegStats::connections_limited` counts.
+                true,
+            ))
+        } else {
+            None
+        };
         match expired {
             Some((err, limited)) => {
-                log::debug!("{leg}: closing connection: {err}");
+                if c.state == State::Handshaking {
+                    log::warn!("{leg}: closing connection: {err}");
+                } else {
+                    log::debug!("{leg}: closing connection: {err}");
+                }
                 if limited {
                     leg.count_limited();
                 }
@@ -884,4 +1303,43 @@ fn on_conn_timer(leg: &Leg, id: ConnId) {
         }
     });
     leg.emit(events);
+}
+
+/// After reading a TLS connection: a handshake that just finished opens
+/// it (the queued sends go out), and what the session has to say (its
+/// handshake messages) is written.
+fn tls_progress(
+    t: &mut TcpTransport,
+    i: usize,
+    lp: &dyn Eventloop,
+    leg: &Leg,
+    events: &mut Vec<LegEvent>,
+) {
+    let Some(c) = t.conns.get_mut(i) else { return };
+    let Some(tls) = c.tls.as_ref() else { return };
+    if c.state == State::Handshaking && !tls.is_handshaking() {
+        c.state = State::Open;
+        log::debug!("{leg}: {}: handshake done", tls.what());
+        t.arm_timer(i, lp);
+    }
+    let c = &t.conns[i];
+    let wants = c.tls.as_ref().is_some_and(|s| s.wants_write());
+    if wants || (c.state == State::Open && !c.wbuf.is_empty()) {
+        let _ = t.write_some(i, lp, events);
+    }
+}
+
+/// RFC 5923: a request whose top Via has `alias` offers its connection
+/// for requests to its sent-by.
+fn note_alias(leg: &Leg, id: ConnId, ev: &LegEvent) {
+    let LegEvent::Packet(crate::packet::Packet::Request(req), _) = ev else {
+        return;
+    };
+    let Ok(via) = req.top_via() else { return };
+    if via.params().get("alias").is_none() {
+        return;
+    }
+    let port = via.port().unwrap_or(Protocol::Tls.default_port());
+    let host = via.host();
+    transport(leg, |t| t.register_alias(id, host, port, leg));
 }

@@ -7,7 +7,9 @@ use crate::packet::{HeaderName, Message, Request, Via};
 use super::addr::Protocol;
 
 /// The Via value a leg writes on an outgoing request: transport, sent-by,
-/// the dispatcher's branch, and a valueless `rport` (RFC 3581 3).
+/// the dispatcher's branch, and a valueless `rport` (RFC 3581 3); over TLS
+/// also `alias` (RFC 5923: the peer may send its requests to us over this
+/// connection, once our certificate proves the sent-by).
 pub(crate) fn outgoing_via(proto: Protocol, host: &str, port: u16, branch: &str) -> String {
     let mut v = String::with_capacity(48 + host.len() + branch.len());
     v.push_str("SIP/2.0/");
@@ -19,6 +21,9 @@ pub(crate) fn outgoing_via(proto: Protocol, host: &str, port: u16, branch: &str)
     v.push_str(";branch=");
     v.push_str(branch);
     v.push_str(";rport");
+    if proto == Protocol::Tls {
+        v.push_str(";alias");
+    }
     v
 }
 
@@ -176,6 +181,10 @@ mod tests {
         assert_eq!(
             outgoing_via(Protocol::Tcp, "[::1]", 5070, "z9hG4bKabc"),
             "SIP/2.0/TCP [::1]:5070;branch=z9hG4bKabc;rport"
+        );
+        assert_eq!(
+            outgoing_via(Protocol::Tls, "proxy.example", 5061, "z9hG4bKabc"),
+            "SIP/2.0/TLS proxy.example:5061;branch=z9hG4bKabc;rport;alias"
         );
     }
 }

@@ -1,0 +1,1054 @@
+//! Scale and allocation measurements of `bench/run`.
+//!
+//! 1. Pending client deliveries at 1,000 and 1,000,000 in one dispatcher:
+//!    INVITEs to one silent peer (a [`MemoryNetwork`] under virtual time that
+//!    loses every datagram, so every delivery stays in Calling with Timers A
+//!    and B armed), as in `benches/dispatch.rs`.
+//!    - memory per pending delivery (a counting allocator: requested bytes;
+//!      and the process's RSS), beyond the packet's bytes (its text, kept by
+//!      the parsed packet, and the prepared datagram kept for
+//!      retransmission);
+//!    - `deliver`, `cancel_delivery` (by id and by Call-ID) and an empty
+//!      `queue_expire` at each size (batches of 64 timed together, the
+//!      replacements or cancels that keep N constant untimed; median batch
+//!      and mean; the thread's CPU time, so that other processes of a
+//!      shared machine do not count);
+//!    - a retransmission tick: the N deliveries spread evenly over 30 s of
+//!      virtual time (as under steady load), then 1,000 ticks of 1 ms
+//!      (`queue_expire` after each virtual millisecond): time per tick and
+//!      per retransmission sent.
+//! 2. Allocations per OPTIONS transaction on a UAS doing what
+//!    `examples/uas.rs` does for OPTIONS (200 with a new To tag and Allow),
+//!    in process over loopback UDP, the client's sends and receives
+//!    allocation-free: every allocation of the event loop, the leg, the
+//!    dispatcher and the receiver from the request's arrival to the end of
+//!    its server transaction (T1 = 2 ms, so that Timer J ends it within the
+//!    run), split into the receiver's share (building the response,
+//!    `deliver`) and the rest. The same for a stateless proxy
+//!    ([`StatelessProxy`]) forwarding OPTIONS to an allocation-free UAS and
+//!    the 200 back.
+//!
+//! ```text
+//! scale [--out DIR] [--sizes 1000,1000000]
+//! ```
+//! Prints the tables (markdown) and, with `--out`, writes `DIR/scale.md`
+//! and `DIR/scale.csv` (`metric,n,value,unit`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sip_dispatch::dispatcher::{
+    Cancel, DeliverOptions, DeliveryId, Dispatcher, DispatcherOptions, Timers,
+};
+use sip_dispatch::eventloop::{Eventloop, Interest, MioEventloop};
+use sip_dispatch::leg::{Faults, Leg, LegOptions, MemoryNetwork, Protocol};
+use sip_dispatch::packet::{Method, Packet, Response};
+use sip_dispatch::proxy::StatelessProxy;
+use sip_dispatch::ua;
+
+// ---- counting allocator ----
+
+/// Live heap bytes (requested sizes, not what malloc rounds them up to).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Allocation calls (alloc, alloc_zeroed, realloc).
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+struct Counting;
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn allocs() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize
+}
+
+// ---- results ----
+
+#[derive(Default)]
+struct Out {
+    md: String,
+    csv: String,
+}
+
+impl Out {
+    fn metric(&mut self, name: &str, n: usize, value: f64, unit: &str) {
+        let _ = writeln!(self.csv, "{name},{n},{value:.1},{unit}");
+    }
+
+    fn line(&mut self, s: impl AsRef<str>) {
+        println!("{}", s.as_ref());
+        let _ = io::stdout().flush();
+        self.md.push_str(s.as_ref());
+        self.md.push('\n');
+    }
+}
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// This thread's CPU time: the timings below exclude the time other
+/// processes of this shared machine take from us (not their effect on the
+/// caches).
+#[derive(Clone, Copy)]
+struct Cpu(Duration);
+
+impl Cpu {
+    fn now() -> Cpu {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime fills the timespec we pass.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Cpu(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+
+    fn elapsed(self) -> Duration {
+        Cpu::now().0.saturating_sub(self.0)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+// ---- pending deliveries ----
+
+const PEER: &str = "10.0.0.2:5060";
+const UAC_ADDR: &str = "10.0.0.1:5060";
+
+fn call_id(i: u64) -> String {
+    format!("{i:016x}-bench@10.0.0.1")
+}
+
+/// The INVITE of `benches/dispatch.rs` (no Via: the leg adds it).
+fn invite_text(i: u64) -> String {
+    format!(
+        "INVITE sip:bob@{PEER} SIP/2.0\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@10.0.0.1>;tag={i:016x}\r\n\
+         To: <sip:bob@{PEER}>\r\n\
+         Call-ID: {}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@10.0.0.1:5060>\r\n\
+         Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n\
+         Supported: replaces, timer\r\n\
+         User-Agent: bench/1.0\r\n\
+         Content-Length: 0\r\n\r\n",
+        call_id(i)
+    )
+}
+
+fn packet(i: u64) -> Packet {
+    Packet::parse(invite_text(i).as_bytes()).expect("INVITE parses")
+}
+
+struct Pending {
+    lp: Rc<MioEventloop>,
+    _net: MemoryNetwork,
+    leg: Leg,
+    d: Dispatcher,
+    slots: Vec<(DeliveryId, u64)>,
+    next: u64,
+    rng: Rng,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        let lp = Rc::new(MioEventloop::new_virtual());
+        let net = MemoryNetwork::new(
+            Faults {
+                loss: 1.0,
+                ..Faults::default()
+            },
+            1,
+        );
+        let leg = Leg::memory(
+            &net,
+            Protocol::Udp,
+            UAC_ADDR.parse().expect("addr"),
+            LegOptions::default(),
+        )
+        .expect("memory leg");
+        let dyn_lp: Rc<dyn Eventloop> = lp.clone();
+        // Room above N for the measured deliveries (the default cap is
+        // 1,000,000).
+        let options = DispatcherOptions {
+            max_deliveries: Some(4_000_000),
+            ..DispatcherOptions::default()
+        };
+        let d = Dispatcher::new(vec![leg.clone()], Some(dyn_lp), options).expect("dispatcher");
+        Pending {
+            lp,
+            _net: net,
+            leg,
+            d,
+            slots: Vec::new(),
+            next: 0,
+            rng: Rng(7),
+        }
+    }
+
+    fn packet(&mut self) -> (Packet, u64) {
+        let i = self.next;
+        self.next += 1;
+        (packet(i), i)
+    }
+
+    fn deliver_one(&mut self) {
+        let (p, i) = self.packet();
+        let id = self
+            .d
+            .deliver(p, DeliverOptions::default())
+            .expect("deliver");
+        self.slots.push((id, i));
+    }
+
+    /// Per-op ns of `deliver`: batches of 64 timed, their cancels untimed.
+    fn time_deliver(&mut self, batches: usize) -> (f64, f64) {
+        let mut per = Vec::with_capacity(batches);
+        let (mut total, mut ops) = (Duration::ZERO, 0u64);
+        for _ in 0..batches {
+            let packets: Vec<Packet> = (0..64).map(|_| self.packet().0).collect();
+            let mut ids = Vec::with_capacity(64);
+            let t0 = Cpu::now();
+            for p in packets {
+                ids.push(
+                    self.d
+                        .deliver(p, DeliverOptions::default())
+                        .expect("deliver"),
+                );
+            }
+            let dt = t0.elapsed();
+            for id in ids {
+                assert!(self.d.cancel_delivery(Cancel::Entry(id)));
+            }
+            per.push(dt.as_nanos() as f64 / 64.0);
+            total += dt;
+            ops += 64;
+        }
+        (median(per), total.as_nanos() as f64 / ops as f64)
+    }
+
+    /// Per-op ns of cancelling random pending deliveries (batches of 64
+    /// timed), each replaced (untimed).
+    fn time_cancel(&mut self, batches: usize, by_callid: bool) -> (f64, f64) {
+        let mut per = Vec::with_capacity(batches);
+        let (mut total, mut ops) = (Duration::ZERO, 0u64);
+        for _ in 0..batches {
+            let mut picks = Vec::with_capacity(64);
+            while picks.len() < 64 {
+                let j = self.rng.below(self.slots.len() as u64) as usize;
+                if !picks.iter().any(|(k, _)| *k == j) {
+                    let cid = call_id(self.slots[j].1);
+                    let c = if by_callid {
+                        Cancel::CallId(cid)
+                    } else {
+                        Cancel::Id(format!("{cid} 1"))
+                    };
+                    picks.push((j, c));
+                }
+            }
+            let cancels: Vec<Cancel> = picks.iter().map(|(_, c)| c.clone()).collect();
+            let t0 = Cpu::now();
+            for c in cancels {
+                assert!(self.d.cancel_delivery(c), "cancelled");
+            }
+            let dt = t0.elapsed();
+            for (j, _) in picks {
+                let (p, i) = self.packet();
+                let id = self
+                    .d
+                    .deliver(p, DeliverOptions::default())
+                    .expect("deliver");
+                self.slots[j] = (id, i);
+            }
+            per.push(dt.as_nanos() as f64 / 64.0);
+            total += dt;
+            ops += 64;
+        }
+        (median(per), total.as_nanos() as f64 / ops as f64)
+    }
+
+    /// Per-call ns of `queue_expire(now)` with nothing due.
+    fn time_empty_tick(&self, batches: usize) -> f64 {
+        let now = self.lp.now();
+        let before = self.d.stats().retransmissions;
+        let per: Vec<f64> = (0..batches)
+            .map(|_| {
+                let t0 = Cpu::now();
+                for _ in 0..64 {
+                    std::hint::black_box(self.d.queue_expire(std::hint::black_box(now)));
+                }
+                t0.elapsed().as_nanos() as f64 / 64.0
+            })
+            .collect();
+        assert_eq!(self.d.stats().retransmissions, before, "nothing was due");
+        median(per)
+    }
+}
+
+struct Sized {
+    n: usize,
+    heap_per: f64,
+    rss_per: f64,
+    text: usize,
+    wire: usize,
+    deliver: (f64, f64),
+    cancel_id: (f64, f64),
+    cancel_callid: (f64, f64),
+    empty_tick: f64,
+    tick: (f64, f64),
+    per_retransmission: f64,
+    retransmissions_per_tick: f64,
+    fill_secs: f64,
+    /// Heap of a parsed packet beyond its text (header index, URI).
+    parse_index: f64,
+}
+
+/// Heap of a parsed INVITE beyond its text.
+fn parse_overhead() -> f64 {
+    let texts: Vec<String> = (0..1000).map(invite_text).collect();
+    let mut packets = Vec::with_capacity(1000);
+    let before = live();
+    for t in &texts {
+        packets.push(Packet::parse(t.as_bytes()).expect("parses"));
+    }
+    (live() - before) as f64 / 1000.0 - texts[0].len() as f64
+}
+
+fn measure_size(n: usize) -> Sized {
+    let text = invite_text(0).len();
+    let mut fx = Pending::new();
+    let wire = Rc::new(Cell::new(0usize));
+    let w = wire.clone();
+    fx.leg.set_send_hook(Some(Rc::new(move |b: &[u8], _| {
+        w.set(b.len());
+        true
+    })));
+    // One delivery first, so that one-time state (loop timers) exists.
+    fx.deliver_one();
+    fx.leg.set_send_hook(None);
+    fx.slots.reserve_exact(n);
+    let (heap0, rss0) = (live(), rss_bytes());
+    let t0 = Instant::now();
+    for _ in 1..n {
+        fx.deliver_one();
+    }
+    let fill_secs = t0.elapsed().as_secs_f64();
+    let (heap1, rss1) = (live(), rss_bytes());
+    let s = fx.d.stats();
+    assert_eq!(s.pending_deliveries, n, "all pending");
+    assert_eq!(s.timers, 2 * n, "Timers A and B for each");
+    let heap_per = (heap1 - heap0) as f64 / (n - 1) as f64;
+    let rss_per = rss1.saturating_sub(rss0) as f64 / (n - 1) as f64;
+    let batches = 40;
+    let deliver = fx.time_deliver(batches);
+    let cancel_id = fx.time_cancel(batches, false);
+    let cancel_callid = fx.time_cancel(batches, true);
+    let empty_tick = fx.time_empty_tick(batches);
+    assert_eq!(fx.d.stats().pending_deliveries, n, "N unchanged");
+    drop(fx);
+    let (tick, per_retransmission, retransmissions_per_tick) = ticks(n);
+    Sized {
+        n,
+        heap_per,
+        rss_per,
+        text,
+        wire: wire.get(),
+        deliver,
+        cancel_id,
+        cancel_callid,
+        empty_tick,
+        tick,
+        per_retransmission,
+        retransmissions_per_tick,
+        fill_secs,
+        parse_index: parse_overhead(),
+    }
+}
+
+/// N deliveries spread over 30 s of virtual time, then 1,000 ticks of
+/// 1 ms: (median, mean) ns per tick, ns per retransmission, retransmissions
+/// per tick.
+fn ticks(n: usize) -> ((f64, f64), f64, f64) {
+    let mut fx = Pending::new();
+    let per_ms = n.div_ceil(30_000);
+    let steps = n.div_ceil(per_ms) as u32;
+    let step = Duration::from_secs(30) / steps;
+    for k in 0..n {
+        if k % per_ms == 0 {
+            fx.lp.advance(step);
+            fx.d.queue_expire(fx.lp.now());
+        }
+        fx.deliver_one();
+    }
+    assert_eq!(fx.d.stats().pending_deliveries, n);
+    let before = fx.d.stats().retransmissions;
+    let mut per = Vec::with_capacity(1000);
+    // (ns, retransmissions) of each tick.
+    let mut each: Vec<(f64, u64)> = Vec::with_capacity(1000);
+    let mut total = Duration::ZERO;
+    for _ in 0..1000 {
+        fx.lp.advance(Duration::from_millis(1));
+        let now = fx.lp.now();
+        let r0 = fx.d.stats().retransmissions;
+        let t0 = Cpu::now();
+        std::hint::black_box(fx.d.queue_expire(now));
+        let dt = t0.elapsed();
+        let sent = fx.d.stats().retransmissions - r0;
+        per.push(dt.as_nanos() as f64);
+        each.push((dt.as_nanos() as f64, sent));
+        total += dt;
+    }
+    let sent = fx.d.stats().retransmissions - before;
+    assert_eq!(fx.d.stats().pending_deliveries, n, "none expired yet");
+    let mean = total.as_nanos() as f64 / 1000.0;
+    // The cost of a retransmission: what ticks that sent some cost beyond a
+    // tick that sent none (the wheel's own step), per retransmission. At
+    // sizes where every tick sends, that step (well under 1 us) is not
+    // subtracted.
+    let idle: Vec<f64> = each.iter().filter(|e| e.1 == 0).map(|e| e.0).collect();
+    let base = if idle.len() >= 50 { median(idle) } else { 0.0 };
+    let busy: f64 = each
+        .iter()
+        .filter(|e| e.1 > 0)
+        .map(|e| (e.0 - base).max(0.0))
+        .sum();
+    (
+        (median(per), mean),
+        busy / sent.max(1) as f64,
+        sent as f64 / 1000.0,
+    )
+}
+
+// ---- allocations per transaction, in process over UDP ----
+
+/// A pre-serialised OPTIONS with fixed-width id fields.
+struct Tpl {
+    bytes: Vec<u8>,
+    branch_at: usize,
+    callid_at: usize,
+}
+
+fn options_tpl(local: SocketAddr, ruri: SocketAddr) -> Tpl {
+    let text = format!(
+        "OPTIONS sip:bob@{ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bKlg0000000000000000;rport\r\n\
+         Max-Forwards: 70\r\n\
+         To: <sip:bob@{ruri}>\r\n\
+         From: <sip:loadgen@{local}>;tag=4a7f1c2e\r\n\
+         Call-ID: 0000000000000000@loadgen.bench\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Contact: <sip:loadgen@{local}>\r\n\
+         Accept: application/sdp\r\n\
+         User-Agent: sip-dispatch-loadgen\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    Tpl {
+        branch_at: text.find("z9hG4bKlg").expect("branch") + 9,
+        callid_at: text.find("Call-ID: ").expect("call-id") + 9,
+        bytes: text.into_bytes(),
+    }
+}
+
+impl Tpl {
+    fn stamp(&mut self, id: u64) -> &[u8] {
+        for at in [self.branch_at, self.callid_at] {
+            for (i, d) in self.bytes[at..at + 16].iter_mut().enumerate() {
+                *d = b"0123456789abcdef"[((id >> (60 - 4 * i)) & 0xf) as usize];
+            }
+        }
+        &self.bytes
+    }
+}
+
+/// A 200 to `req` copying Via, From, To (+tag), Call-ID, CSeq into `out`
+/// (no allocation once `out` has grown).
+fn answer(req: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    if req.starts_with(b"SIP/2.0 ") || req.starts_with(b"ACK ") {
+        return false;
+    }
+    out.extend_from_slice(b"SIP/2.0 200 OK\r\n");
+    let is = |name: &[u8], long: &[u8], short: &[u8]| {
+        name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short)
+    };
+    for line in req.split(|&c| c == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if is(name, b"via", b"v")
+            || is(name, b"from", b"f")
+            || is(name, b"call-id", b"i")
+            || name.eq_ignore_ascii_case(b"cseq")
+        {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        } else if is(name, b"to", b"t") {
+            out.extend_from_slice(line);
+            if !line.windows(5).any(|w| w == b";tag=") {
+                out.extend_from_slice(b";tag=lguas1");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    true
+}
+
+/// The client side of an in-process run: sends the next request for each
+/// answer, `window` in flight, until `limit` were sent.
+struct Client {
+    socket: UdpSocket,
+    target: SocketAddr,
+    tpl: Tpl,
+    buf: Vec<u8>,
+    sent: u64,
+    answered: u64,
+    limit: u64,
+}
+
+impl Client {
+    fn send_next(&mut self) {
+        if self.sent < self.limit {
+            self.sent += 1;
+            let id = self.sent;
+            let bytes = self.tpl.stamp(id);
+            let _ = self.socket.send_to(bytes, self.target);
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(n) = self.socket.recv(&mut self.buf) {
+            if self.buf[..n].starts_with(b"SIP/2.0 200") {
+                self.answered += 1;
+                self.send_next();
+            }
+        }
+    }
+}
+
+fn bind_udp() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_nonblocking(true).expect("nonblocking");
+    s
+}
+
+#[derive(Default)]
+struct Phases {
+    receiver_build: Cell<u64>,
+    receiver_deliver: Cell<u64>,
+}
+
+struct AllocResult {
+    per_txn: f64,
+    build: f64,
+    deliver: f64,
+    bytes_per_txn: f64,
+}
+
+/// Runs `n` transactions with 32 in flight: allocations per transaction.
+fn alloc_run(
+    lp: &Rc<MioEventloop>,
+    client: &Rc<RefCell<Client>>,
+    phases: &Phases,
+    done: &dyn Fn() -> bool,
+    n: u64,
+) -> AllocResult {
+    {
+        let mut c = client.borrow_mut();
+        c.limit = c.sent + n;
+    }
+    let target = client.borrow().sent + n;
+    phases.receiver_build.set(0);
+    phases.receiver_deliver.set(0);
+    let (a0, b0) = (allocs(), live());
+    // Live heap growth over the run: a leak check (about zero once every
+    // transaction has ended).
+    for _ in 0..32 {
+        client.borrow_mut().send_next();
+    }
+    let c2 = client.clone();
+    lp.run(Some(Duration::from_secs(120)), &|| {
+        c2.borrow().answered >= target && done()
+    })
+    .expect("run");
+    let (a1, b1) = (allocs(), live());
+    assert_eq!(client.borrow().answered, target, "all answered");
+    let n = n as f64;
+    AllocResult {
+        per_txn: (a1 - a0) as f64 / n,
+        build: phases.receiver_build.get() as f64 / n,
+        deliver: phases.receiver_deliver.get() as f64 / n,
+        bytes_per_txn: (b1 as f64 - b0 as f64) / n,
+    }
+}
+
+fn client_for(lp: &Rc<MioEventloop>, target: SocketAddr, ruri: SocketAddr) -> Rc<RefCell<Client>> {
+    let socket = bind_udp();
+    let local = socket.local_addr().expect("addr");
+    let fd = socket.as_raw_fd();
+    let client = Rc::new(RefCell::new(Client {
+        socket,
+        target,
+        tpl: options_tpl(local, ruri),
+        buf: vec![0u8; 65_536],
+        sent: 0,
+        answered: 0,
+        limit: 0,
+    }));
+    let c = client.clone();
+    lp.add_fd(
+        fd,
+        Interest::READ,
+        Box::new(move |_| c.borrow_mut().drain()),
+    )
+    .expect("add_fd");
+    client
+}
+
+/// What `examples/uas.rs` does with an OPTIONS.
+fn uas_allocs(warm: u64, n: u64) -> AllocResult {
+    let lp = Rc::new(MioEventloop::new().expect("event loop"));
+    let dyn_lp: Rc<dyn Eventloop> = lp.clone();
+    let leg = Leg::bind(
+        "udp:127.0.0.1:0".parse().expect("spec"),
+        LegOptions::default(),
+    )
+    .expect("leg");
+    let addr = leg.local_addr();
+    let options = DispatcherOptions {
+        timers: Timers {
+            t1: Duration::from_millis(2),
+            ..Timers::default()
+        },
+        ..DispatcherOptions::default()
+    };
+    let d = Dispatcher::new(vec![leg], Some(dyn_lp), options).expect("dispatcher");
+    let phases = Rc::new(Phases::default());
+    let ph = phases.clone();
+    d.set_receiver(
+        move |d: &Dispatcher, p: Packet, _leg, _from: &sip_dispatch::leg::Source| {
+            let Packet::Request(req) = p else { return };
+            // examples/uas.rs, handle() and respond(), for OPTIONS.
+            let a0 = allocs();
+            let method = req.method().clone();
+            if method == Method::Ack || req.uri().as_sip().is_none() {
+                return;
+            }
+            let unsupported: Vec<String> = req
+                .unsupported_require(&[])
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            assert!(unsupported.is_empty());
+            let mut resp = Response::for_request(&req, 200, "OK");
+            resp.set_to_tag(&ua::new_tag());
+            if method == Method::Options {
+                resp.headers_mut().push(
+                    "Allow",
+                    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, REGISTER",
+                );
+            }
+            let a1 = allocs();
+            d.deliver(resp, DeliverOptions::default()).expect("deliver");
+            let a2 = allocs();
+            let _ = writeln!(
+                io::sink(),
+                "{} {} -> {}",
+                req.method().as_str(),
+                req.call_id().unwrap_or(""),
+                200
+            );
+            ph.receiver_build.set(ph.receiver_build.get() + (a1 - a0));
+            ph.receiver_deliver
+                .set(ph.receiver_deliver.get() + (a2 - a1));
+        },
+    );
+    let client = client_for(&lp, addr, addr);
+    let weak = d.downgrade();
+    let idle = move || {
+        weak.upgrade()
+            .is_some_and(|d| d.stats().server_transactions == 0)
+    };
+    alloc_run(&lp, &client, &phases, &idle, warm);
+    let r = alloc_run(&lp, &client, &phases, &idle, n);
+    d.shutdown();
+    r
+}
+
+/// A stateless proxy forwarding OPTIONS to an allocation-free UAS.
+fn proxy_allocs(warm: u64, n: u64) -> AllocResult {
+    let lp = Rc::new(MioEventloop::new().expect("event loop"));
+    let dyn_lp: Rc<dyn Eventloop> = lp.clone();
+    let leg = Leg::bind(
+        "udp:127.0.0.1:0".parse().expect("spec"),
+        LegOptions::default(),
+    )
+    .expect("leg");
+    let addr = leg.local_addr();
+    let options = StatelessProxy::dispatcher_options(DispatcherOptions::default());
+    let d = Dispatcher::new(vec![leg], Some(dyn_lp), options).expect("dispatcher");
+    d.set_receiver(StatelessProxy::new(false));
+    // The back end.
+    let backend = Rc::new(bind_udp());
+    let backend_addr = backend.local_addr().expect("addr");
+    let b = backend.clone();
+    let mut inbuf = vec![0u8; 65_536];
+    let mut out = Vec::with_capacity(4096);
+    lp.add_fd(
+        backend.as_raw_fd(),
+        Interest::READ,
+        Box::new(move |_| {
+            while let Ok((len, from)) = b.recv_from(&mut inbuf) {
+                if answer(&inbuf[..len], &mut out) {
+                    let _ = b.send_to(&out, from);
+                }
+            }
+        }),
+    )
+    .expect("add_fd");
+    let client = client_for(&lp, addr, backend_addr);
+    let phases = Phases::default();
+    alloc_run(&lp, &client, &phases, &|| true, warm);
+    let r = alloc_run(&lp, &client, &phases, &|| true, n);
+    d.shutdown();
+    r
+}
+
+// ---- main ----
+
+fn main() {
+    let mut argv = std::env::args().skip(1);
+    let mut out_dir: Option<String> = None;
+    let mut sizes = vec![1_000usize, 1_000_000];
+    while let Some(a) = argv.next() {
+        match a.as_str() {
+            "--bench" => {}
+            "--out" => out_dir = argv.next(),
+            "--sizes" => {
+                sizes = argv
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|s| s.parse().expect("--sizes N,N"))
+                    .collect()
+            }
+            "--help" | "-h" => {
+                println!("usage: scale [--out DIR] [--sizes 1000,1000000]");
+                return;
+            }
+            other => {
+                eprintln!("scale: unknown argument {other:?}");
+                eprintln!("usage: scale [--out DIR] [--sizes 1000,1000000]");
+                std::process::exit(64);
+            }
+        }
+    }
+    let mut out = Out::default();
+    let results: Vec<Sized> = sizes
+        .iter()
+        .map(|&n| {
+            eprintln!("scale: {n} pending deliveries ...");
+            measure_size(n)
+        })
+        .collect();
+    report_sizes(&mut out, &results);
+
+    eprintln!("scale: allocations per transaction ...");
+    let uas = uas_allocs(20_000, 100_000);
+    let proxy = proxy_allocs(20_000, 100_000);
+    out.line("");
+    out.line(
+        "### Allocations per OPTIONS transaction (counting allocator, in process over loopback UDP)",
+    );
+    out.line("");
+    out.line("| server | allocations per transaction | in the receiver: building the response | in the receiver: `deliver` | elsewhere (event loop, leg, parse, dispatcher, timers) | live heap growth per transaction |");
+    out.line("|---|---:|---:|---:|---:|---:|");
+    out.line(format!(
+        "| uas (OPTIONS as `examples/uas.rs` answers it; the server transaction kept until Timer J, T1 = 2 ms) | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} B |",
+        uas.per_txn,
+        uas.build,
+        uas.deliver,
+        uas.per_txn - uas.build - uas.deliver,
+        uas.bytes_per_txn
+    ));
+    out.line(format!(
+        "| stateless proxy (`StatelessProxy`, request and response forwarded; the back end allocates nothing) | {:.2} | - | - | {:.2} | {:.1} B |",
+        proxy.per_txn, proxy.per_txn, proxy.bytes_per_txn
+    ));
+    out.line("");
+    out.line(format!(
+        "Target: 4 or fewer allocations per OPTIONS transaction on the uas: {:.2} — {}.",
+        uas.per_txn,
+        if uas.per_txn <= 4.0 { "met" } else { "MISSED" }
+    ));
+    out.metric("allocs_per_options_uas", 0, uas.per_txn, "allocations");
+    out.metric("allocs_uas_build_response", 0, uas.build, "allocations");
+    out.metric("allocs_uas_deliver_response", 0, uas.deliver, "allocations");
+    out.metric("allocs_per_options_proxy", 0, proxy.per_txn, "allocations");
+
+    if let Some(dir) = out_dir {
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).expect("out dir");
+        std::fs::write(dir.join("scale.md"), &out.md).expect("scale.md");
+        std::fs::write(
+            dir.join("scale.csv"),
+            format!("metric,n,value,unit\n{}", out.csv),
+        )
+        .expect("scale.csv");
+    }
+}
+
+fn report_sizes(out: &mut Out, r: &[Sized]) {
+    if r.is_empty() {
+        return;
+    }
+    let header: String = r.iter().map(|s| format!(" {} |", fmt_n(s.n))).collect();
+    let sep: String = r.iter().map(|_| "---:|").collect();
+    let last = r.last().expect("one");
+    let first = &r[0];
+    let ratio = |f: &dyn Fn(&Sized) -> f64| f(last) / f(first);
+    out.line("### Pending client deliveries in one dispatcher (INVITEs to one silent peer)");
+    out.line("");
+    out.line(format!(
+        "Packet: the INVITE text is {} bytes; the prepared datagram kept for retransmission {} bytes.",
+        first.text, first.wire
+    ));
+    out.line("");
+    out.line(format!(
+        "| per pending delivery |{header} {} / {} |",
+        fmt_n(last.n),
+        fmt_n(first.n)
+    ));
+    out.line(format!("|---|{sep}---:|"));
+    let row = |out: &mut Out, label: &str, f: &dyn Fn(&Sized) -> f64, unit: &str| {
+        let cells: String = r.iter().map(|s| format!(" {:.0} {unit} |", f(s))).collect();
+        out.line(format!("| {label} |{cells} {:.2}x |", ratio(f)));
+    };
+    row(
+        out,
+        "heap (requested bytes, everything)",
+        &|s| s.heap_per,
+        "B",
+    );
+    row(
+        out,
+        "heap beyond the packet text",
+        &|s| s.heap_per - s.text as f64,
+        "B",
+    );
+    row(
+        out,
+        "**heap beyond the packet bytes** (text and prepared datagram)",
+        &|s| s.heap_per - (s.text + s.wire) as f64,
+        "B",
+    );
+    row(
+        out,
+        "  of which: the parsed packet's header index and URI",
+        &|s| s.parse_index,
+        "B",
+    );
+    row(
+        out,
+        "  of which: the dispatcher's own (beyond the parsed packet)",
+        &|s| s.heap_per - (s.text + s.wire) as f64 - s.parse_index,
+        "B",
+    );
+    row(
+        out,
+        "process RSS growth (malloc's own overhead included)",
+        &|s| s.rss_per,
+        "B",
+    );
+    out.line("");
+    out.line(format!(
+        "| ns per operation (median of 40 batches of 64; mean in brackets) |{header} {} / {} (medians) |",
+        fmt_n(last.n),
+        fmt_n(first.n)
+    ));
+    out.line(format!("|---|{sep}---:|"));
+    let row2 = |out: &mut Out, label: &str, f: &dyn Fn(&Sized) -> (f64, f64)| {
+        let cells: String = r
+            .iter()
+            .map(|s| {
+                let (m, a) = f(s);
+                format!(" {m:.0} ({a:.0}) |")
+            })
+            .collect();
+        out.line(format!(
+            "| {label} |{cells} {:.2}x |",
+            f(last).0 / f(first).0
+        ));
+    };
+    row2(
+        out,
+        "`deliver` (INVITE, resolved, sent, Timers A and B armed)",
+        &|s| s.deliver,
+    );
+    row2(out, "`cancel_delivery(Cancel::Id)`", &|s| s.cancel_id);
+    row2(out, "`cancel_delivery(Cancel::CallId)`", &|s| {
+        s.cancel_callid
+    });
+    row2(out, "`queue_expire(now)`, nothing due", &|s| {
+        (s.empty_tick, s.empty_tick)
+    });
+    row2(
+        out,
+        "retransmission tick (1 ms of virtual time, load spread over 30 s)",
+        &|s| s.tick,
+    );
+    row2(
+        out,
+        "per retransmission sent in those ticks (beyond a tick that sends none)",
+        &|s| (s.per_retransmission, s.per_retransmission),
+    );
+    let rpt: String = r
+        .iter()
+        .map(|s| format!(" {:.2} |", s.retransmissions_per_tick))
+        .collect();
+    out.line(format!("| retransmissions per tick |{rpt} |"));
+    let fill: String = r
+        .iter()
+        .map(|s| format!(" {:.2} s |", s.fill_secs))
+        .collect();
+    out.line(format!(
+        "| time to fill (deliveries, parse included) |{fill} |"
+    ));
+    out.line("");
+    let beyond = last.heap_per - (last.text + last.wire) as f64;
+    out.line(format!(
+        "Target: under 1 KiB per pending delivery beyond the packet bytes at {}: {:.0} B — {}.",
+        fmt_n(last.n),
+        beyond,
+        if beyond < 1024.0 { "met" } else { "MISSED" }
+    ));
+    let ops: [(&str, f64); 4] = [
+        ("deliver", last.deliver.0 / first.deliver.0),
+        ("cancel(Id)", last.cancel_id.0 / first.cancel_id.0),
+        (
+            "cancel(CallId)",
+            last.cancel_callid.0 / first.cancel_callid.0,
+        ),
+        (
+            "per retransmission",
+            last.per_retransmission / first.per_retransmission,
+        ),
+    ];
+    let worst = ops
+        .iter()
+        .cloned()
+        .fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    out.line(format!(
+        "Target: per-operation costs at {} within 2x of those at {}: worst {} at {:.2}x — {}.",
+        fmt_n(last.n),
+        fmt_n(first.n),
+        worst.0,
+        worst.1,
+        if worst.1 <= 2.0 { "met" } else { "MISSED" }
+    ));
+    for s in r {
+        out.metric("heap_per_delivery", s.n, s.heap_per, "bytes");
+        out.metric(
+            "heap_beyond_packet_bytes",
+            s.n,
+            s.heap_per - (s.text + s.wire) as f64,
+            "bytes",
+        );
+        out.metric("rss_per_delivery", s.n, s.rss_per, "bytes");
+        out.metric("deliver_ns", s.n, s.deliver.0, "ns");
+        out.metric("cancel_id_ns", s.n, s.cancel_id.0, "ns");
+        out.metric("cancel_callid_ns", s.n, s.cancel_callid.0, "ns");
+        out.metric("empty_tick_ns", s.n, s.empty_tick, "ns");
+        out.metric("tick_ns", s.n, s.tick.0, "ns");
+        out.metric("per_retransmission_ns", s.n, s.per_retransmission, "ns");
+    }
+}
+
+fn fmt_n(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
