@@ -501,3 +501,81 @@ fn resolution_order_domain2proxy_then_outgoing_proxy_then_ip() {
         vec![(Protocol::Tcp, addr), (Protocol::Udp, addr)]
     );
 }
+
+#[test]
+fn a_response_whose_connection_closed_opens_a_new_one_to_the_via() {
+    // RFC 3261 18.2.2: the request came over TCP, the client closed that
+    // connection before the answer; the server opens a connection to the
+    // Via's received address and sent-by port and sends the answer there.
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let lp: Rc<dyn Eventloop> = Rc::new(MioEventloop::new().unwrap());
+    let server_leg = bind("tcp:127.0.0.1:0");
+    let server_addr = server_leg.local_addr();
+    let uas = Dispatcher::new(
+        vec![server_leg.clone()],
+        Some(lp.clone()),
+        DispatcherOptions::default(),
+    )
+    .unwrap();
+    let pending: Rc<RefCell<Vec<sip_dispatch::packet::Request>>> = Rc::default();
+    let p = pending.clone();
+    uas.set_receiver(
+        move |_: &Dispatcher, packet: Packet, _: LegId, _: &Source| {
+            if let Packet::Request(req) = packet {
+                p.borrow_mut().push(req);
+            }
+        },
+    );
+    // The client's own listener: where the Via says responses go.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let via_port = listener.local_addr().unwrap().port();
+    let text = format!(
+        "OPTIONS sip:x@{server_addr} SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:{via_port};branch=z9hG4bK-closed-1\r\n\
+         From: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:x@{server_addr}>\r\n\
+         Call-ID: closed-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let mut first = TcpStream::connect(server_addr).unwrap();
+    first.write_all(text.as_bytes()).unwrap();
+    lp.run(Some(Duration::from_secs(5)), &|| {
+        !pending.borrow().is_empty()
+    })
+    .unwrap();
+    drop(first);
+    lp.run(Some(Duration::from_secs(5)), &|| {
+        server_leg.stats().connections_closed >= 1
+    })
+    .unwrap();
+    assert_eq!(server_leg.stats().connections_closed, 1);
+    let req = pending.borrow_mut().pop().unwrap();
+    let mut ok = Response::for_request(&req, 200, "OK");
+    ok.set_to_tag("uas");
+    uas.deliver(ok, DeliverOptions::default()).unwrap();
+    // Accept the new connection and read the answer, pumping the loop.
+    let mut stream = None;
+    let mut got = Vec::new();
+    for _ in 0..500 {
+        lp.run(Some(Duration::from_millis(10)), &|| false).unwrap();
+        if stream.is_none() {
+            if let Ok((s, _)) = listener.accept() {
+                s.set_nonblocking(true).unwrap();
+                stream = Some(s);
+            }
+        }
+        if let Some(s) = stream.as_mut() {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = s.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text:?}");
+    assert!(text.contains("branch=z9hG4bK-closed-1"), "{text:?}");
+}

@@ -159,6 +159,9 @@ pub(crate) struct Core {
     servers: Arena<ServerTx>,
     server_keys: HashMap<TransactionKey, (u32, u32)>,
     server_order: VecDeque<(u32, u32)>,
+    /// Server transactions by the stream connection their request came on,
+    /// so that a closing connection touches only its own transactions.
+    server_by_conn: HashMap<(LegId, ConnId), server::ConnTxs>,
     wheel: TimerWheel<TimerRef>,
     /// Targets not to use until the instant (503 with Retry-After).
     blacklist: HashMap<(Protocol, SocketAddr), Instant>,
@@ -191,6 +194,7 @@ impl Core {
             servers: Arena::default(),
             server_keys: HashMap::new(),
             server_order: VecDeque::new(),
+            server_by_conn: HashMap::new(),
             wheel: TimerWheel::new(),
             blacklist: HashMap::new(),
             greylist: HashMap::new(),

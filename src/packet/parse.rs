@@ -144,6 +144,9 @@ pub(crate) fn parse(
     let mut head_end = bytes.len();
     let mut line_no = 1;
     let mut saw_blank = false;
+    // The last header line was invalid: its continuation lines are part of
+    // it, not of the valid header before it.
+    let mut in_bad_line = false;
     let span = |a: usize, b: usize| Text::Span(a as u32, b as u32);
     while pos < bytes.len() {
         let line = next_line(bytes, pos);
@@ -154,6 +157,10 @@ pub(crate) fn parse(
             break;
         }
         if matches!(bytes[line.start], b' ' | b'\t') {
+            if in_bad_line {
+                pos = line.next;
+                continue;
+            }
             // A folded continuation of the previous header.
             match fields.last_mut() {
                 Some(Field {
@@ -204,8 +211,12 @@ pub(crate) fn parse(
                     id,
                     raw: Some((line.start as u32, line.next as u32)),
                 });
+                in_bad_line = false;
             }
-            _ => bad_line = bad_line.or(Some(line_no)),
+            _ => {
+                bad_line = bad_line.or(Some(line_no));
+                in_bad_line = true;
+            }
         }
         pos = line.next;
     }
@@ -485,6 +496,13 @@ impl StreamFramer {
                     return Ok(None);
                 }
                 Some(end) => {
+                    // A header section over the limit is too large, whatever
+                    // its Content-Length says (as when it arrives in pieces).
+                    if end > self.limits.max_message_size {
+                        return Err(ParseError::new(ParseErrorKind::LimitExceeded(
+                            Limit::MessageSize,
+                        )));
+                    }
                     self.body_len = stream_content_length(&buf[..end])?;
                     self.head_len = Some(end);
                 }
@@ -572,6 +590,45 @@ mod tests {
             data[at] = 0x8a; // a high byte with the low bits of LF
         }
         assert_eq!(find_newline(&data), None);
+    }
+
+    #[test]
+    fn continuation_of_an_invalid_line_does_not_extend_the_header_before_it() {
+        // Found by fuzzing: the folded " 3" belongs to the invalid line, and
+        // must not drag it into CSeq (whose raw bytes a 400 copies).
+        let bytes = b"OPTIONS sip:b@example.com SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKh7\r\n\
+            CSeq: 1 OPTIONS\r\nBad>Name:\r\n 3\r\nContent-Length: 0\r\n\r\n";
+        let e = parse(bytes, &ParseLimits::default(), Framing::Datagram).unwrap_err();
+        assert_eq!(e.kind(), &ParseErrorKind::InvalidHeaderLine(4));
+        let partial = e.partial_request().expect("headers readable");
+        assert_eq!(partial.headers().get("CSeq"), Some("1 OPTIONS"));
+        let resp = crate::packet::Response::for_message(partial, 400, &e.reason(), false);
+        let written = resp.to_bytes();
+        assert!(Packet::parse(&written).is_ok(), "{written:?}");
+    }
+
+    #[test]
+    fn framer_reports_an_oversize_header_section_the_same_whole_or_in_pieces() {
+        // Found by fuzzing: whole, the framer read the Content-Length of a
+        // header section already over the limit and reported it invalid;
+        // in pieces, the size limit came first.
+        let limits = ParseLimits {
+            max_message_size: 64,
+            ..ParseLimits::default()
+        };
+        let msg = format!(
+            "OPTIONS sip:a@b SIP/2.0\r\nX: {}\r\nl: x\r\n\r\n",
+            "y".repeat(80)
+        );
+        let size = ParseErrorKind::LimitExceeded(Limit::MessageSize);
+        let mut whole = StreamFramer::new(limits);
+        assert_eq!(whole.message_len(msg.as_bytes()).unwrap_err().kind(), &size);
+        let mut pieces = StreamFramer::new(limits);
+        let err = (1..=msg.len())
+            .find_map(|n| pieces.message_len(&msg.as_bytes()[..n]).err())
+            .unwrap();
+        assert_eq!(err.kind(), &size);
     }
 
     #[test]

@@ -515,21 +515,21 @@ impl SipUri {
     /// assert_eq!(u.without_param("lr").as_str(), "sip:a@b;transport=udp");
     /// ```
     pub fn with_param(&self, name: &str, value: Option<&str>) -> SipUri {
-        let mut s = self.rebuild_without(Some(name));
+        let (mut s, params_end) = self.rebuild_without(Some(name));
         let mut param = format!(";{name}");
         if let Some(v) = value {
             param.push('=');
             param.push_str(v);
         }
-        // Parameters go before the headers part.
-        let pos = s.find('?').unwrap_or(s.len());
-        s.insert_str(pos, &param);
+        // After the other parameters, before the headers part. (Not at the
+        // first `?`: the user part may contain one, RFC 4475 3.1.1.2.)
+        s.insert_str(params_end, &param);
         SipUri::parse(&s).unwrap_or_else(|_| self.clone())
     }
 
     /// A copy without parameter `name`.
     pub fn without_param(&self, name: &str) -> SipUri {
-        SipUri::parse(&self.rebuild_without(Some(name))).unwrap_or_else(|_| self.clone())
+        SipUri::parse(&self.rebuild_without(Some(name)).0).unwrap_or_else(|_| self.clone())
     }
 
     /// A copy without the headers part (`?...`), as a Request-URI needs.
@@ -542,7 +542,8 @@ impl SipUri {
         }
     }
 
-    fn rebuild_without(&self, drop: Option<&str>) -> String {
+    /// The URI without parameter `drop`, and where its parameters end.
+    fn rebuild_without(&self, drop: Option<&str>) -> (String, usize) {
         let mut s = String::with_capacity(self.raw.len() + 16);
         s.push_str(&self.raw[..self.params.0 as usize]);
         let params_str = self.slice(self.params);
@@ -557,8 +558,9 @@ impl SipUri {
                 s.push_str(v);
             }
         }
+        let params_end = s.len();
         s.push_str(&self.raw[self.params.1 as usize..]);
-        s
+        (s, params_end)
     }
 
     /// Compares two SIP URIs by the rules of RFC 3261 19.1.4 (scheme, user
@@ -633,6 +635,21 @@ impl FromStr for SipUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_param_goes_after_the_parameters_even_with_a_question_mark_in_the_user() {
+        // RFC 4475 3.1.1.2: `?` and `;` are legal in the user part.
+        let u = SipUri::parse("sip:a?b;c@example.com;lr?subject=x").unwrap();
+        let w = u.with_param("transport", Some("tcp"));
+        assert_eq!(
+            w.as_str(),
+            "sip:a?b;c@example.com;lr;transport=tcp?subject=x"
+        );
+        assert_eq!(w.transport(), Some("tcp"));
+        assert_eq!(w.user(), Some("a?b;c"));
+        let u = SipUri::parse("sip:a?b@example.com").unwrap();
+        assert_eq!(u.with_param("lr", None).as_str(), "sip:a?b@example.com;lr");
+    }
 
     #[test]
     fn full_sip_uri() {

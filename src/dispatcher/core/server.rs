@@ -29,6 +29,16 @@ pub(super) struct ServerTx {
     pub(super) expire: Option<TimerKey>,
 }
 
+/// The server transactions of one connection. Removal is lazy (an expired
+/// transaction stays listed until the list is compacted, when it has
+/// doubled since the last compaction), so adding and expiring are O(1)
+/// amortized and a closing connection costs only its own transactions.
+#[derive(Default)]
+pub(super) struct ConnTxs {
+    ids: Vec<(u32, u32)>,
+    compact_at: usize,
+}
+
 impl Core {
     pub(super) fn new_server_tx(
         &mut self,
@@ -57,6 +67,19 @@ impl Core {
         });
         self.server_keys.insert(key, sid);
         self.server_order.push_back(sid);
+        if let Some(conn) = from.conn {
+            let servers = &self.servers;
+            let entry = self.server_by_conn.entry((leg, conn)).or_default();
+            if entry.ids.len() >= entry.compact_at {
+                entry.ids.retain(|s| {
+                    servers
+                        .get(s.0, s.1)
+                        .is_some_and(|tx| tx.source.conn == Some(conn))
+                });
+                entry.compact_at = (2 * entry.ids.len()).max(16);
+            }
+            entry.ids.push(sid);
+        }
         // A transaction the user never answers must not live forever: a
         // non-INVITE client gives up after 64*T1, an INVITE one after
         // Timer C.
@@ -152,15 +175,14 @@ impl Core {
 
     /// A connection closed: server transactions answer by Via from now on.
     pub(crate) fn on_connection_closed(&mut self, leg: LegId, conn: ConnId) {
-        let sids: Vec<(u32, u32)> = self
-            .servers
-            .iter()
-            .filter(|(_, _, s)| s.leg == leg && s.source.conn == Some(conn))
-            .map(|(i, g, _)| (i, g))
-            .collect();
-        for sid in sids {
+        let Some(entry) = self.server_by_conn.remove(&(leg, conn)) else {
+            return;
+        };
+        for sid in entry.ids {
             if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
-                tx.source.conn = None;
+                if tx.leg == leg && tx.source.conn == Some(conn) {
+                    tx.source.conn = None;
+                }
             }
         }
     }
