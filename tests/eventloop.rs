@@ -377,3 +377,27 @@ fn dropping_a_callback_may_call_back_into_the_loop() {
     lp.run(Some(ms(10)), &|| fired.get() == 2).unwrap();
     assert_eq!(fired.get(), 2);
 }
+
+#[test]
+fn a_zero_delay_timer_runs_on_the_next_turn_not_the_next_tick() {
+    // Real time, so "now" is almost never on a millisecond boundary: a
+    // zero delay rounded up to the next tick would not be due within a
+    // zero timeout. Deferred work (the dispatcher's callbacks) relies on it.
+    let lp = MioEventloop::new().unwrap();
+    for round in 0..20 {
+        let fired = Rc::new(Cell::new(false));
+        let f = fired.clone();
+        lp.add_timer(
+            When::In(Duration::ZERO),
+            None,
+            Box::new(move || f.set(true)),
+        );
+        let past = lp.now().checked_sub(ms(5)).unwrap_or(lp.now());
+        let f2 = Rc::new(Cell::new(false));
+        let g = f2.clone();
+        lp.add_timer(When::Deadline(past), None, Box::new(move || g.set(true)));
+        lp.run(Some(Duration::ZERO), &|| false).unwrap();
+        assert!(fired.get(), "round {round}: zero delay did not run");
+        assert!(f2.get(), "round {round}: past deadline did not run");
+    }
+}

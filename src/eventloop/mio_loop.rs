@@ -351,7 +351,16 @@ impl Eventloop for MioEventloop {
     }
 
     fn add_timer(&self, when: When, repeat: Option<Duration>, callback: TimerCallback) -> TimerId {
-        let tick = self.clock.tick_ceil(self.deadline_for(when));
+        // A deadline already reached is due on the loop's next turn, not at
+        // the next tick boundary: deferring work with a zero delay must not
+        // cost up to a millisecond.
+        let deadline = self.deadline_for(when);
+        let now = self.clock.now();
+        let tick = if deadline <= now {
+            self.clock.tick_floor(now)
+        } else {
+            self.clock.tick_ceil(deadline)
+        };
         let mut st = self.state.borrow_mut();
         let index = match st.free_timers.pop() {
             Some(i) => i,
