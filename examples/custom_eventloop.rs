@@ -47,6 +47,10 @@
 //!   never before: the dispatcher relies on it (a retransmission sent a
 //!   millisecond early is a protocol bug). Late is fine; the poll timeout
 //!   is rounded *up* to whole milliseconds for that reason.
+//! - **Optionally, open a [`Turn`] around each batch of callbacks**: UDP
+//!   legs then gather what the callbacks send and hand it to the kernel
+//!   with one `sendmmsg` when the turn ends. A loop that is run again from
+//!   inside a callback calls [`Turn::flush`] before it waits.
 //! - A one-shot timer is done once its callback starts (cancelling it from
 //!   inside returns false); a repeating one stays on its grid, skipping
 //!   periods it missed.
@@ -83,7 +87,7 @@ use sip_dispatch::dispatcher::{
     DeliverOptions, DeliveryOutcome, Dispatcher, DispatcherOptions, LegId,
 };
 use sip_dispatch::eventloop::{
-    Eventloop, FdCallback, FdHandle, Interest, Readiness, TimerCallback, TimerId, When,
+    Eventloop, FdCallback, FdHandle, Interest, Readiness, TimerCallback, TimerId, Turn, When,
 };
 use sip_dispatch::leg::Source;
 use sip_dispatch::packet::{Method, Packet, Response};
@@ -509,7 +513,12 @@ impl Eventloop for PollLoop {
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         let mut ids: Vec<(u32, u32)> = Vec::new();
         loop {
-            self.fire_due_timers();
+            {
+                // A turn (optional): the UDP legs send what the callbacks
+                // of one batch sent with one sendmmsg when it ends.
+                let _turn = Turn::begin();
+                self.fire_due_timers();
+            }
             if stop() {
                 return Ok(());
             }
@@ -541,6 +550,8 @@ impl Eventloop for PollLoop {
                 (t, e) => t.or(e),
             };
             let timeout_ms = poll_timeout(now, wake_at);
+            // Run from inside a callback: the outer turn's sends go first.
+            Turn::flush();
             let nfds = libc::nfds_t::try_from(pollfds.len())
                 .map_err(|_| io::Error::other("too many descriptors for poll(2)"))?;
             // SAFETY: `pollfds` is a live, exclusively borrowed buffer of
@@ -558,6 +569,7 @@ impl Eventloop for PollLoop {
                 return Err(err);
             }
             if ready > 0 {
+                let _turn = Turn::begin();
                 self.dispatch(&pollfds, &ids);
             }
         }

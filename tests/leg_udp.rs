@@ -633,3 +633,103 @@ fn wildcard_leg_learns_its_source_address() {
         );
     }
 }
+
+#[test]
+fn sends_during_a_turn_go_out_together_in_order_when_it_ends() {
+    use sip_dispatch::eventloop::Turn;
+    let lp = Rc::new(MioEventloop::new().unwrap());
+    let leg = udp_leg(false);
+    let _events = attach(&leg, &lp);
+    let peer = raw_peer(false);
+    peer.set_nonblocking(true).unwrap();
+    let dst = Destination::new(Protocol::Udp, peer.local_addr().unwrap());
+    let turn = Turn::begin();
+    // 70 datagrams: two full batches go out on the way, 6 wait for the end.
+    for i in 0..70u32 {
+        let status = leg.send(Rc::from(format!("datagram {i}").into_bytes()), &dst, None);
+        assert!(matches!(status, SendStatus::Sent), "{i}: {status:?}");
+    }
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while let Ok((n, _)) = peer.recv_from(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(
+        got.len(),
+        64,
+        "only the full batches left before the turn ended"
+    );
+    drop(turn);
+    peer.set_nonblocking(false).unwrap();
+    while got.len() < 70 {
+        let (n, _) = peer.recv_from(&mut buf).expect("the rest arrives");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let want: Vec<String> = (0..70).map(|i| format!("datagram {i}")).collect();
+    assert_eq!(got, want);
+    assert_eq!(leg.stats().sent, 70);
+}
+
+#[test]
+fn a_batched_send_the_kernel_refuses_is_reported_unreachable_and_the_rest_go() {
+    use sip_dispatch::eventloop::Turn;
+    let lp = Rc::new(MioEventloop::new().unwrap());
+    let leg = udp_leg(false);
+    let events = attach(&leg, &lp);
+    let peer = raw_peer(false);
+    let good = Destination::new(Protocol::Udp, peer.local_addr().unwrap());
+    // An IPv6 destination from an IPv4 socket: the kernel refuses it.
+    let bad = Destination::new(Protocol::Udp, "[::1]:9".parse().unwrap());
+    {
+        let _turn = Turn::begin();
+        leg.send(Rc::from(&b"one"[..]), &good, None);
+        leg.send(Rc::from(&b"lost"[..]), &bad, None);
+        leg.send(Rc::from(&b"two"[..]), &good, None);
+    }
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (n, _) = peer.recv_from(&mut buf).expect("datagram");
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(leg.stats().send_errors, 1);
+    let unreachable = events.unreachable();
+    assert_eq!(unreachable.len(), 1, "{unreachable:?}");
+    assert_eq!(unreachable[0].0, bad);
+}
+
+#[test]
+fn many_queued_requests_are_all_read_and_answered() {
+    // recvmmsg reads in batches of 16 up to a budget of 256 per readiness:
+    // 280 datagrams waiting at once all go up, none twice, in order. (280:
+    // past the budget, and within what a default kernel's largest receive
+    // buffer, 2 x 208 KiB, holds of them.)
+    let lp = Rc::new(MioEventloop::new().unwrap());
+    let leg = Leg::bind(
+        LegSpec {
+            proto: Protocol::Udp,
+            addr: loopback(false),
+        },
+        LegOptions {
+            recv_buffer_size: Some(4 << 20),
+            ..LegOptions::default()
+        },
+    )
+    .unwrap();
+    let events = attach(&leg, &lp);
+    let peer = raw_peer(false);
+    let via = host(peer.local_addr().unwrap());
+    for i in 0..280 {
+        let text = raw_request(Protocol::Udp, &via, &format!("many-{i}"), "");
+        peer.send_to(text.as_bytes(), leg.local_addr()).unwrap();
+    }
+    assert!(run_until(&lp, BOUND, || events.packet_count() >= 280));
+    let ids: Vec<String> = events
+        .packets()
+        .iter()
+        .map(|(p, _)| p.call_id().unwrap_or_default().to_owned())
+        .collect();
+    let want: Vec<String> = (0..280).map(|i| format!("many-{i}")).collect();
+    assert_eq!(ids, want);
+}

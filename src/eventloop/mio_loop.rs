@@ -10,7 +10,9 @@ use mio::{Events, Poll, Token};
 
 use super::clock::Clock;
 use super::wheel::{TimerKey, TimerWheel};
-use super::{Eventloop, FdCallback, FdHandle, Interest, Readiness, TimerCallback, TimerId, When};
+use super::{
+    Eventloop, FdCallback, FdHandle, Interest, Readiness, TimerCallback, TimerId, Turn, When,
+};
 
 struct FdSlot {
     fd: RawFd,
@@ -421,7 +423,10 @@ impl Eventloop for MioEventloop {
         let end = timeout.map(|t| self.clock.now() + t);
         let mut ready: Vec<(Token, Readiness)> = Vec::with_capacity(64);
         loop {
-            self.fire_due_timers();
+            {
+                let _turn = Turn::begin();
+                self.fire_due_timers();
+            }
             if stop() {
                 return Ok(());
             }
@@ -438,6 +443,9 @@ impl Eventloop for MioEventloop {
                 (Some(t), Some(e)) => Some(t.min(e)),
                 (t, e) => t.or(e),
             };
+            // A nested run (from inside a callback): what the outer turn
+            // batched goes out before this one waits.
+            Turn::flush();
             let wait = if self.clock.is_virtual() {
                 Some(Duration::ZERO)
             } else {
@@ -455,6 +463,7 @@ impl Eventloop for MioEventloop {
                     None => self.poll_into(None, &mut ready)?,
                 }
             }
+            let _turn = Turn::begin();
             self.dispatch(&ready);
         }
     }

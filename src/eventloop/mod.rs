@@ -25,6 +25,7 @@
 mod clock;
 mod mio_loop;
 mod paged;
+mod turn;
 pub mod wheel;
 
 use std::io;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use clock::Clock;
 pub use mio_loop::MioEventloop;
+pub use turn::Turn;
 pub use wheel::{TimerKey, TimerWheel};
 
 /// When a timer fires.

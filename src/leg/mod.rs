@@ -10,6 +10,7 @@
 
 mod addr;
 pub mod memory;
+mod mmsg;
 mod options;
 mod source_addr;
 mod tcp;
@@ -557,9 +558,16 @@ impl Leg {
         }
         let lp = self.eventloop();
         let mut icmp = Vec::new();
+        let mut batch_started = false;
+        let mut batch_failed = Vec::new();
         let status = {
             let mut t = self.inner.transport.borrow_mut();
             match &mut *t {
+                Transport::Udp(u) if u.can_batch(bytes.len()) => {
+                    (batch_started, batch_failed) = u.push_batch(bytes, dst.addr, lp.as_deref());
+                    icmp = u.take_unreachable(self.inner.proto);
+                    SendStatus::Sent
+                }
                 Transport::Udp(u) => {
                     let status = u.send(bytes, dst, token, lp.as_deref());
                     // ICMP errors for earlier datagrams that this send
@@ -571,6 +579,23 @@ impl Leg {
                 Transport::Memory(m) => m.send(self.inner.proto, bytes, dst, lp.as_deref()),
             }
         };
+        if batch_started {
+            let weak = self.downgrade();
+            crate::eventloop::Turn::at_end(Box::new(move || {
+                if let Some(leg) = Leg::upgrade(&weak) {
+                    leg.flush_udp_batch();
+                }
+            }));
+        }
+        // From a full batch sent inside this call: reported from the loop.
+        for (addr, e) in batch_failed {
+            bump(&self.inner.stats.send_errors);
+            log::debug!("{self}: {e}");
+            icmp.push(LegEvent::Unreachable(
+                Destination::new(self.inner.proto, addr),
+                e,
+            ));
+        }
         self.defer(icmp);
         match &status {
             SendStatus::Failed(_) => bump(&self.inner.stats.send_errors),
@@ -671,6 +696,48 @@ impl Leg {
         let Some(sink) = self.sink() else { return };
         for ev in events {
             sink(self, ev);
+        }
+    }
+
+    /// One event to the sink (no vector for the common case of one).
+    pub(crate) fn emit_one(&self, ev: LegEvent) {
+        if let Some(sink) = self.sink() {
+            sink(self, ev);
+        }
+    }
+
+    pub(crate) fn count_parse_error(&self) {
+        bump(&self.inner.stats.parse_errors);
+    }
+
+    /// Sends the UDP datagrams gathered during the turn (see
+    /// [`crate::eventloop::Turn`]) and reports what the kernel refused.
+    fn flush_udp_batch(&self) {
+        let lp = self.eventloop();
+        let (failed, icmp) = {
+            let mut t = self.inner.transport.borrow_mut();
+            match &mut *t {
+                Transport::Udp(u) => (
+                    u.flush_batch(lp.as_deref()),
+                    u.take_unreachable(self.inner.proto),
+                ),
+                _ => return,
+            }
+        };
+        self.report_batch_failures(failed);
+        self.emit(icmp);
+    }
+
+    /// Batched sends the kernel refused: counted, logged, and reported as
+    /// the destination being unreachable (they were reported `Sent`).
+    fn report_batch_failures(&self, failed: Vec<(SocketAddr, Error)>) {
+        for (addr, e) in failed {
+            bump(&self.inner.stats.send_errors);
+            log::debug!("{self}: {e}");
+            self.emit_one(LegEvent::Unreachable(
+                Destination::new(self.inner.proto, addr),
+                e,
+            ));
         }
     }
 

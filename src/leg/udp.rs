@@ -1,6 +1,7 @@
-//! The UDP transport: one non-blocking socket, read until it would block,
-//! ICMP errors through `IP_RECVERR`, a bounded queue for sends that would
-//! block.
+//! The UDP transport: one non-blocking socket, read until it would block
+//! with `recvmmsg`, ICMP errors through `IP_RECVERR`, a bounded queue for
+//! sends that would block. Sends made during an event-loop [`Turn`] are
+//! gathered and go out together with `sendmmsg` when the turn ends.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,15 +13,20 @@ use std::rc::{Rc, Weak};
 use socket2::{Domain, Socket, Type};
 
 use crate::error::{Errno, Error};
-use crate::eventloop::{Eventloop, FdHandle, Interest, Readiness};
+use crate::eventloop::{Eventloop, FdHandle, Interest, Readiness, Turn};
 use crate::packet::Framing;
 
+use super::mmsg::{self, RECV_BATCH, RecvBatch, SEND_BATCH};
 use super::{
     Destination, Leg, LegEvent, LegInner, LegOptions, SendStatus, SendToken, Source, Transport,
 };
 
 /// Datagrams read per readiness before yielding to other descriptors.
 const READ_BUDGET: usize = 256;
+
+/// Larger datagrams are sent at once rather than batched, so that the
+/// kernel's verdict on them (EMSGSIZE) reaches the caller directly.
+const MAX_BATCHED_DATAGRAM: usize = 65_000;
 
 struct Queued {
     bytes: Rc<[u8]>,
@@ -33,7 +39,11 @@ pub(crate) struct UdpTransport {
     handle: Option<FdHandle>,
     queue: VecDeque<Queued>,
     max_queue: usize,
-    buf: Option<Box<[u8]>>,
+    /// Receive buffers (taken out while packets go up).
+    rx: Option<Box<RecvBatch>>,
+    /// Datagrams sent during the current turn, for one `sendmmsg` at its
+    /// end (already reported `Sent`: see [`UdpTransport::push_batch`]).
+    batch: Vec<(Rc<[u8]>, SocketAddr)>,
     /// ICMP errors for earlier datagrams that a send ran into (see
     /// [`UdpTransport::send_datagram`]), to be reported as
     /// [`LegEvent::Unreachable`].
@@ -78,7 +88,8 @@ impl UdpTransport {
             handle: None,
             queue: VecDeque::new(),
             max_queue: 1024,
-            buf: Some(vec![0u8; 65_536].into_boxed_slice()),
+            rx: Some(Box::new(RecvBatch::new())),
+            batch: Vec::new(),
             unreachable: Vec::new(),
         })
     }
@@ -98,6 +109,11 @@ impl UdpTransport {
     }
 
     pub(crate) fn detach(&mut self, lp: &dyn Eventloop) {
+        // What this turn sent goes out before the leg goes away (a
+        // receiver may answer and then remove the leg).
+        for (addr, e) in self.flush_batch(None) {
+            log::debug!("udp send to {addr} while detaching: {e}");
+        }
         if let Some(h) = self.handle.take() {
             lp.del_fd(h);
         }
@@ -183,6 +199,86 @@ impl UdpTransport {
         SendStatus::Queued
     }
 
+    /// Whether a send may wait for the end of the turn: a turn is open,
+    /// nothing waits for writability (order is kept), and the datagram is
+    /// of a size the kernel takes.
+    pub(crate) fn can_batch(&self, len: usize) -> bool {
+        self.queue.is_empty() && len <= MAX_BATCHED_DATAGRAM && Turn::active()
+    }
+
+    /// Adds a datagram to the turn's batch; true when it is the first (the
+    /// caller registers the flush at the turn's end). A full batch goes
+    /// out at once.
+    ///
+    /// The send counts as done (`Sent`): what the kernel refuses at the
+    /// flush is reported as [`LegEvent::Unreachable`] for its destination,
+    /// as an ICMP error would be, so that deliveries waiting on it move
+    /// on; a socket buffer that is full moves the rest to the queue.
+    pub(crate) fn push_batch(
+        &mut self,
+        bytes: Rc<[u8]>,
+        addr: SocketAddr,
+        lp: Option<&dyn Eventloop>,
+    ) -> (bool, Vec<(SocketAddr, Error)>) {
+        let first = self.batch.is_empty();
+        self.batch.push((bytes, addr));
+        let failed = if self.batch.len() >= SEND_BATCH {
+            self.flush_batch(lp)
+        } else {
+            Vec::new()
+        };
+        (first, failed)
+    }
+
+    /// Sends the batch with `sendmmsg`; returns the datagrams the kernel
+    /// refused and why.
+    pub(crate) fn flush_batch(&mut self, lp: Option<&dyn Eventloop>) -> Vec<(SocketAddr, Error)> {
+        let mut failed = Vec::new();
+        let batch = std::mem::take(&mut self.batch);
+        let fd = self.socket.as_raw_fd();
+        let mut start = 0;
+        let mut retried = false;
+        while start < batch.len() {
+            let items = batch[start..]
+                .iter()
+                .map(|(b, a)| (&b[..], self.target(*a)));
+            match mmsg::send_batch(fd, items) {
+                Ok(0) => break,
+                Ok(n) => {
+                    start += n;
+                    retried = false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    break;
+                }
+                // An ICMP error for an earlier datagram, as in
+                // `send_datagram`: collect it, try once more.
+                Err(e) if is_icmp_errno(&e) && !retried => {
+                    self.unreachable
+                        .extend(read_error_queue(self.socket.as_raw_fd()));
+                    retried = true;
+                }
+                Err(e) => {
+                    let addr = batch[start].1;
+                    failed.push((addr, Error::io(&e, format_args!("udp send to {addr}"))));
+                    start += 1;
+                    retried = false;
+                }
+            }
+        }
+        // The socket is full: the rest waits for writability, in order.
+        for (bytes, addr) in batch.into_iter().skip(start) {
+            if let SendStatus::Failed(e) = self.enqueue(bytes, addr, None, lp) {
+                failed.push((addr, e));
+            }
+        }
+        failed
+    }
+
     /// Sends what waited for writability; returns the outcomes.
     fn flush(&mut self, lp: Option<&dyn Eventloop>) -> Vec<LegEvent> {
         let mut events = Vec::new();
@@ -218,6 +314,15 @@ impl UdpTransport {
     }
 }
 
+impl Drop for UdpTransport {
+    fn drop(&mut self) {
+        // A leg dropped during a turn: its batch was already sent.
+        for (addr, e) in self.flush_batch(None) {
+            log::debug!("udp send to {addr} while closing: {e}");
+        }
+    }
+}
+
 fn is_icmp_errno(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -247,50 +352,67 @@ fn on_ready(leg: &Leg, r: Readiness) {
     if !(r.readable || r.error) {
         return;
     }
-    // Take the socket and buffer out so that no borrow of the leg's state
+    // Take the socket and buffers out so that no borrow of the leg's state
     // is held while packets go up (the sink may send on this very leg).
-    let Some((socket, mut buf, handle)) = leg.with_transport(|t, _| match t {
-        Transport::Udp(u) => u.buf.take().map(|b| (u.socket.clone(), b, u.handle)),
+    let Some((socket, mut rx, handle)) = leg.with_transport(|t, _| match t {
+        Transport::Udp(u) => u.rx.take().map(|b| (u.socket.clone(), b, u.handle)),
         _ => None,
     }) else {
         return;
     };
+    // The answers to what this reads go out together at the end.
+    let _turn = Turn::begin();
     let proto = leg.protocol();
-    let mut budget_left = true;
-    for i in 0.. {
-        if i == READ_BUDGET {
-            budget_left = false;
-            break;
-        }
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                let from = unmap(from);
-                let data = &buf[..n];
-                if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                    leg.count_keepalive();
-                    continue;
+    let fd = socket.as_raw_fd();
+    let mut budget_left = false;
+    for _ in 0..READ_BUDGET / RECV_BATCH {
+        match rx.recv(fd) {
+            Ok(n) => {
+                for i in 0..n {
+                    let Some((data, from, whole)) = rx.get(i) else {
+                        continue;
+                    };
+                    let from = unmap(from);
+                    if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                        leg.count_keepalive();
+                        continue;
+                    }
+                    if !whole {
+                        log::debug!("{leg}: datagram from {from} truncated: dropped");
+                        leg.count_parse_error();
+                        continue;
+                    }
+                    let source = Source {
+                        proto,
+                        addr: from,
+                        conn: None,
+                    };
+                    if let Some(ev) = leg.accept_bytes(data, source, Framing::Datagram) {
+                        leg.emit_one(ev);
+                    }
                 }
-                let source = Source {
-                    proto,
-                    addr: from,
-                    conn: None,
-                };
-                if let Some(ev) = leg.accept_bytes(data, source, Framing::Datagram) {
-                    leg.emit(vec![ev]);
+                // Fewer than asked for: the socket is empty (a datagram
+                // arriving later raises a new edge).
+                if n < RECV_BATCH {
+                    budget_left = true;
+                    break;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                budget_left = true;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 // A pending ICMP error: find out which destination it was.
-                let events = unreachable_events(proto, read_error_queue(socket.as_raw_fd()));
+                let events = unreachable_events(proto, read_error_queue(fd));
                 leg.emit(events);
             }
         }
     }
     leg.with_transport(|t, _| {
         if let Transport::Udp(u) = t {
-            u.buf = Some(buf);
+            u.rx = Some(rx);
         }
     });
     if !budget_left {
@@ -417,7 +539,7 @@ pub(crate) fn read_error_queue(fd: RawFd) -> Vec<(SocketAddr, Errno)> {
     out
 }
 
-fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match ss.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in, and
