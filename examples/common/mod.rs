@@ -244,13 +244,20 @@ pub fn init_logging() {
 /// interrupted by the signal, so a `run` whose stop condition reads the
 /// flag returns promptly.
 pub fn stop_on_signals() -> Rc<dyn Fn() -> bool> {
+    let flag = stop_flag_on_signals();
+    Rc::new(move || flag.load(Ordering::Relaxed))
+}
+
+/// The flag of [`stop_on_signals`] itself, for programs whose threads all
+/// stop on the same signal (`uas --threads N`).
+pub fn stop_flag_on_signals() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             eprintln!("cannot handle signal {sig}: {e}");
         }
     }
-    Rc::new(move || flag.load(Ordering::Relaxed))
+    flag
 }
 
 /// Makes SIGINT and SIGTERM wake the event loop, so that the flag of
@@ -260,17 +267,31 @@ pub fn stop_on_signals() -> Rc<dyn Fn() -> bool> {
 /// never. The signal handler writes a byte to a socket pair whose other
 /// end the loop watches (the self-pipe trick).
 pub fn wake_on_signals(lp: &dyn Eventloop) {
-    let (rx, tx) = match UnixStream::pair() {
+    let (rx, tx) = match wake_pair() {
         Ok(pair) => pair,
         Err(e) => {
             log::warn!("no wake-up socket for signals: {e}");
             return;
         }
     };
-    if let Err(e) = rx.set_nonblocking(true).and(tx.set_nonblocking(true)) {
-        log::warn!("no wake-up socket for signals: {e}");
-        return;
-    }
+    wake_writer_on_signals(&tx);
+    watch_wakeups(lp, rx);
+}
+
+/// A non-blocking socket pair for the self-pipe trick: a byte written to
+/// the second end wakes the loop that watches the first
+/// ([`watch_wakeups`]), from a signal handler or another thread.
+pub fn wake_pair() -> std::io::Result<(UnixStream, UnixStream)> {
+    let (rx, tx) = UnixStream::pair()?;
+    rx.set_nonblocking(true)?;
+    // Non-blocking: a writer never waits; a full socket wakes the loop
+    // just as well.
+    tx.set_nonblocking(true)?;
+    Ok((rx, tx))
+}
+
+/// Writes a byte to `tx` on SIGINT and SIGTERM (from the signal handler).
+pub fn wake_writer_on_signals(tx: &UnixStream) {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let registered = tx
             .try_clone()
@@ -279,6 +300,12 @@ pub fn wake_on_signals(lp: &dyn Eventloop) {
             log::warn!("signal {sig} will not wake the loop: {e}");
         }
     }
+}
+
+/// Watches the read end of a [`wake_pair`]: a byte written to the other
+/// end ends the loop's wait, so it checks its stop condition again. The
+/// bytes themselves mean nothing and are drained.
+pub fn watch_wakeups(lp: &dyn Eventloop, rx: UnixStream) {
     let fd = rx.as_raw_fd();
     let drain = move |_| {
         let mut buf = [0u8; 64];
