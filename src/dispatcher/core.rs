@@ -101,7 +101,7 @@ struct Delivery {
     target_index: usize,
     allowed_legs: Option<LegId>,
     allowed_proto: Box<[Protocol]>,
-    branch: Option<Box<str>>,
+    branch: Option<Rc<str>>,
     bytes: Option<Rc<[u8]>>,
     ack_bytes: Option<Rc<[u8]>>,
     timers: [Option<TimerKey>; 3],
@@ -238,9 +238,16 @@ impl Core {
         self.random()
     }
 
-    fn new_branch(&mut self) -> Box<str> {
+    fn new_branch(&mut self) -> Rc<str> {
         let r = self.random();
-        format!("z9hG4bK{r:016x}").into_boxed_str()
+        // z9hG4bK and 16 hex digits, formatted on the stack: one
+        // allocation, the Rc itself.
+        let mut buf = [0u8; 23];
+        buf[..7].copy_from_slice(b"z9hG4bK");
+        for (i, b) in buf[7..].iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[((r >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        Rc::from(std::str::from_utf8(&buf).unwrap_or("z9hG4bK"))
     }
 
     // ---- stats ----
@@ -307,9 +314,7 @@ impl Core {
             ));
         }
         let retransmits = opts.do_retransmits.unwrap_or(self.s.do_retransmits);
-        // Kept until the transaction ends: no spare capacity.
         let mut packet = packet;
-        packet.headers_mut().shrink_to_fit();
         let mode = match &packet {
             Packet::Request(r) if *r.method() == Method::Ack || !retransmits => Mode::Oneshot,
             Packet::Request(r) => Mode::Client(ClientTx::new(
@@ -329,9 +334,16 @@ impl Core {
             }
             Packet::Response(_) => Mode::Oneshot,
         };
+        if !matches!(mode, Mode::Oneshot) {
+            // Kept until the transaction ends: no spare capacity.
+            packet.headers_mut().shrink_to_fit();
+        }
         let id_key = match &opts.id {
             Some(id) => self.keys.of(id),
-            None => self.keys.of(&packet.tid()),
+            None => self.keys.of_tid(
+                packet.call_id().unwrap_or(""),
+                packet.cseq().map(|c| c.number).unwrap_or(0),
+            ),
         };
         let callid_key = self
             .keys
@@ -343,7 +355,7 @@ impl Core {
             })
         });
         let branch = match (&packet, opts.branch) {
-            (Packet::Request(_), Some(b)) => Some(b.into_boxed_str()),
+            (Packet::Request(_), Some(b)) => Some(Rc::from(b)),
             (Packet::Request(_), None) => Some(self.new_branch()),
             (Packet::Response(_), _) => None,
         };
@@ -705,8 +717,8 @@ impl Core {
         };
         let bytes: Rc<[u8]> = match &d.packet {
             Packet::Request(req) => {
-                let branch: Box<str> = d.branch.clone().unwrap_or_default();
-                let mut bytes = leg.prepare_request(req, &branch, &target.dst);
+                let branch: Rc<str> = d.branch.clone().unwrap_or_default();
+                let mut bytes = leg.prepare_request_shared(req, &branch, &target.dst);
                 // RFC 3261 18.1.1: too large for UDP, and UDP was only the
                 // default: TCP, if a TCP leg reaches the destination.
                 if d.default_udp
@@ -724,7 +736,7 @@ impl Core {
                                     ..target.dst.clone()
                                 },
                             };
-                            bytes = tcp_leg.prepare_request(req, &branch, &target.dst);
+                            bytes = tcp_leg.prepare_request_shared(req, &branch, &target.dst);
                             leg = tcp_leg;
                             if let Some(d) = self.deliveries.get_mut(id.index, id.generation) {
                                 d.size_fallback = Some(udp_leg);
@@ -734,9 +746,9 @@ impl Core {
                         }
                     }
                 }
-                Rc::from(bytes)
+                bytes
             }
-            Packet::Response(resp) => Rc::from(resp.to_bytes()),
+            Packet::Response(resp) => resp.to_shared_bytes(),
         };
         let token = self.next_token;
         self.next_token += 1;
@@ -775,7 +787,11 @@ impl Core {
             let key = self.keys.of_transaction(branch, req.method());
             self.client_keys.add(key, id);
         }
-        self.index_dst(id);
+        // Only what waits for an answer moves on when the destination
+        // turns out unreachable; a one-shot send is done once sent.
+        if !matches!(d.mode, Mode::Oneshot) {
+            self.index_dst(id);
+        }
         self.effects.push_back(Effect::Send {
             leg,
             bytes,
@@ -1165,8 +1181,8 @@ impl Core {
             (Some(b), _) => b.clone(),
             (None, Packet::Request(invite)) => {
                 let ack = build_ack(invite, resp);
-                let branch: Box<str> = d.branch.clone().unwrap_or_default();
-                let bytes: Rc<[u8]> = Rc::from(leg.prepare_request(&ack, &branch, &target.dst));
+                let branch: Rc<str> = d.branch.clone().unwrap_or_default();
+                let bytes: Rc<[u8]> = leg.prepare_request_shared(&ack, &branch, &target.dst);
                 if let Some(d) = self.get_mut(id) {
                     d.ack_bytes = Some(bytes.clone());
                 }
@@ -1378,7 +1394,7 @@ impl Core {
                 let tag = format!("{:012x}", self.random() >> 16);
                 resp.set_to_tag(&tag);
                 if let Some(l) = self.leg(leg).cloned() {
-                    let bytes: Rc<[u8]> = Rc::from(resp.to_bytes());
+                    let bytes: Rc<[u8]> = resp.to_shared_bytes();
                     let dst = response_destination(&from, &resp);
                     self.effects.push_back(Effect::Send {
                         leg: l,

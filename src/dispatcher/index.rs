@@ -16,8 +16,22 @@ pub(super) struct Keys(pub(super) std::collections::hash_map::RandomState);
 
 impl Keys {
     pub(super) fn of(&self, s: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.0.hash_one(s)
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.0.build_hasher();
+        h.write(s.as_bytes());
+        h.finish()
+    }
+
+    /// The same as `of(&format!("{call_id} {number}"))` (a packet's tid),
+    /// without building the string: the hasher takes the pieces in turn.
+    pub(super) fn of_tid(&self, call_id: &str, number: u32) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.0.build_hasher();
+        h.write(call_id.as_bytes());
+        h.write(b" ");
+        let mut digits = [0u8; 20];
+        h.write(crate::packet::decimal(u64::from(number), &mut digits));
+        h.finish()
     }
 
     pub(super) fn of_transaction(&self, branch: &str, method: &Method) -> u64 {

@@ -519,9 +519,34 @@ impl Leg {
     /// this leg (the user part of From), as Net::SIP's legs do: only the
     /// leg knows its address towards the destination.
     pub fn prepare_request(&self, request: &Request, branch: &str, dst: &Destination) -> Vec<u8> {
+        let mut out = Vec::with_capacity(request.headers().len() * 40 + request.body().len() + 128);
+        self.write_prepared(request, branch, dst, &mut out);
+        out
+    }
+
+    /// [`Leg::prepare_request`] as shared bytes in one allocation of the
+    /// exact size: what the dispatcher sends and keeps for retransmission.
+    pub fn prepare_request_shared(
+        &self,
+        request: &Request,
+        branch: &str,
+        dst: &Destination,
+    ) -> Rc<[u8]> {
+        crate::packet::with_scratch(|out| {
+            self.write_prepared(request, branch, dst, out);
+            Rc::from(&out[..])
+        })
+    }
+
+    fn write_prepared(
+        &self,
+        request: &Request,
+        branch: &str,
+        dst: &Destination,
+        out: &mut Vec<u8>,
+    ) {
         let host = self.via_host_for(dst.addr.ip());
         let via = via::outgoing_via(self.inner.proto, &host, self.inner.local.port(), branch);
-        let mut out = Vec::with_capacity(request.headers().len() * 40 + request.body().len() + 128);
         // Only for a request that starts here (no Via yet): a proxy
         // forwards an INVITE's Contact as it is.
         let needs_contact = *request.method() == crate::packet::Method::Invite
@@ -536,11 +561,10 @@ impl Leg {
                 .and_then(|f| f.uri().ok())
                 .and_then(|u| u.as_sip().and_then(|s| s.user().map(str::to_owned)));
             let contact = format!("<{}>", self.contact(user.as_deref(), dst.addr.ip()));
-            request.write_with_top_headers(&mut out, &[("Via", &via), ("Contact", &contact)]);
+            request.write_with_top_headers(out, &[("Via", &via), ("Contact", &contact)]);
         } else {
-            request.write_with_top_headers(&mut out, &[("Via", &via)]);
+            request.write_with_top_headers(out, &[("Via", &via)]);
         }
-        out
     }
 
     /// Sends bytes (a message written by [`Leg::prepare_request`] or a
@@ -611,7 +635,7 @@ impl Leg {
         dst: &Destination,
         token: Option<SendToken>,
     ) -> SendStatus {
-        self.send(Rc::from(response.to_bytes()), dst, token)
+        self.send(response.to_shared_bytes(), dst, token)
     }
 
     /// Handles one received message: parse, Via processing, hook; returns

@@ -234,7 +234,10 @@ impl UdpTransport {
     /// refused and why.
     pub(crate) fn flush_batch(&mut self, lp: Option<&dyn Eventloop>) -> Vec<(SocketAddr, Error)> {
         let mut failed = Vec::new();
-        let batch = std::mem::take(&mut self.batch);
+        if self.batch.is_empty() {
+            return failed;
+        }
+        let mut batch = std::mem::take(&mut self.batch);
         let fd = self.socket.as_raw_fd();
         let mut start = 0;
         let mut retried = false;
@@ -271,10 +274,16 @@ impl UdpTransport {
             }
         }
         // The socket is full: the rest waits for writability, in order.
-        for (bytes, addr) in batch.into_iter().skip(start) {
+        for (bytes, addr) in batch.drain(..).skip(start) {
             if let SendStatus::Failed(e) = self.enqueue(bytes, addr, None, lp) {
                 failed.push((addr, e));
             }
+        }
+        // The buffer is kept for the next turn (unless one was started
+        // meanwhile, which cannot happen from here, but costs nothing).
+        batch.clear();
+        if self.batch.is_empty() {
+            self.batch = batch;
         }
         failed
     }

@@ -55,9 +55,15 @@ pub(crate) fn stamp_received(req: &mut Request, from: SocketAddr) -> bool {
         if same_host && !fill_rport {
             return true;
         }
-        rewrite_params(top, from, true, fill_rport)
+        // Built in the per-thread buffer: the header's copy is the one
+        // allocation.
+        crate::packet::with_scratch(|out| {
+            rewrite_params(top, from, true, fill_rport, out);
+            std::rc::Rc::<str>::from(std::str::from_utf8(out).unwrap_or(top))
+        })
     };
-    req.headers_mut().replace_first(HeaderName::Via, &new_value);
+    req.headers_mut()
+        .replace_first_shared(HeaderName::Via, new_value);
     true
 }
 
@@ -71,10 +77,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// Rewrites the parameters of one Via value: drops old `received` /
 /// `rport` as needed and appends the new ones, keeping everything else as
 /// written.
-fn rewrite_params(top: &str, from: SocketAddr, received: bool, rport: bool) -> String {
-    let mut out = String::with_capacity(top.len() + 48);
+fn rewrite_params(top: &str, from: SocketAddr, received: bool, rport: bool, out: &mut Vec<u8>) {
     let mut parts = top.split(';');
-    out.push_str(parts.next().unwrap_or("").trim_end());
+    out.extend_from_slice(parts.next().unwrap_or("").trim_end().as_bytes());
     for p in parts {
         let name = p.split('=').next().unwrap_or("").trim();
         if (received && name.eq_ignore_ascii_case("received"))
@@ -82,19 +87,22 @@ fn rewrite_params(top: &str, from: SocketAddr, received: bool, rport: bool) -> S
         {
             continue;
         }
-        out.push(';');
-        out.push_str(p.trim());
+        out.push(b';');
+        out.extend_from_slice(p.trim().as_bytes());
     }
     // Written straight into `out`: this runs for every request received.
-    use std::fmt::Write;
+    use std::io::Write;
     if received {
         // RFC 3261 grammar: received = IPv4address / IPv6address (no brackets).
         let _ = write!(out, ";received={}", canonical(from.ip()));
     }
     if rport {
-        let _ = write!(out, ";rport={}", from.port());
+        out.extend_from_slice(b";rport=");
+        out.extend_from_slice(crate::packet::decimal(
+            u64::from(from.port()),
+            &mut [0u8; 20],
+        ));
     }
-    out
 }
 
 /// RFC 3261 18.1.2: a response whose top Via sent-by does not name this

@@ -10,26 +10,68 @@ use super::text::{ListIter, split_list};
 /// or in its own allocation (edited or new text). Static texts (a known
 /// header's canonical name, `SIP/2.0`) are spans with a start of
 /// `u32::MAX`: that keeps `Text` at 16 bytes, and every header field at 48.
+///
+/// Owned text is shared (`Rc`): copying a header into a response, or a
+/// request into a forwarded one, costs no allocation.
 #[derive(Clone, Debug)]
 pub(crate) enum Text {
     Span(u32, u32),
-    Owned(Box<str>),
+    Owned(Rc<str>),
 }
 
 /// The start of a span that names a static text.
 const STATIC: u32 = u32::MAX;
 /// The static text `SIP/2.0`.
 const SIP_2_0: u32 = u32::MAX;
+/// Static texts from this index on are the reason phrases of
+/// [`STANDARD_REASONS`].
+const REASON_BASE: u32 = 0x1_0000;
+
+/// Reason phrases that need no allocation (RFC 3261 21, the common ones).
+const STANDARD_REASONS: &[&str] = &[
+    "Trying",
+    "Ringing",
+    "Session Progress",
+    "OK",
+    "Accepted",
+    "Bad Request",
+    "Unauthorized",
+    "Forbidden",
+    "Not Found",
+    "Method Not Allowed",
+    "Proxy Authentication Required",
+    "Request Timeout",
+    "Temporarily Unavailable",
+    "Call/Transaction Does Not Exist",
+    "Busy Here",
+    "Request Terminated",
+    "Server Internal Error",
+    "Not Implemented",
+    "Service Unavailable",
+    "Decline",
+];
 
 impl Text {
     pub(crate) fn resolve<'a>(&'a self, src: &'a str) -> &'a str {
         match self {
             Text::Span(STATIC, SIP_2_0) => "SIP/2.0",
+            Text::Span(STATIC, i) if *i >= REASON_BASE => STANDARD_REASONS
+                .get((*i - REASON_BASE) as usize)
+                .copied()
+                .unwrap_or(""),
             Text::Span(STATIC, i) => HeaderName::from_index(*i)
                 .map(HeaderName::as_str)
                 .unwrap_or(""),
             Text::Span(a, b) => src.get(*a as usize..*b as usize).unwrap_or(""),
             Text::Owned(s) => s,
+        }
+    }
+
+    /// A reason phrase: static when it is a standard one, else owned.
+    pub(crate) fn reason(reason: &str) -> Text {
+        match STANDARD_REASONS.iter().position(|r| *r == reason) {
+            Some(i) => Text::Span(STATIC, REASON_BASE + i as u32),
+            None => Text::Owned(reason.into()),
         }
     }
 
@@ -91,7 +133,11 @@ impl Headers {
 
     /// An empty header section.
     pub fn empty() -> Headers {
-        Headers::new(Rc::from(""), Vec::new())
+        thread_local! {
+            // One empty source per thread: a new message allocates none.
+            static EMPTY: Rc<str> = Rc::from("");
+        }
+        Headers::new(EMPTY.with(Rc::clone), Vec::new())
     }
 
     fn matches(&self, field: &Field, known: Option<HeaderName>, text: &str) -> bool {
@@ -208,10 +254,15 @@ impl Headers {
     /// spelling and position) and removes the other lines of that name;
     /// appends a line when there is none.
     pub fn set(&mut self, name: &str, value: &str) {
+        self.set_owned(name, value.into());
+    }
+
+    /// [`Headers::set`] with a value already in its own allocation.
+    pub(crate) fn set_owned(&mut self, name: &str, value: Rc<str>) {
         match self.position(&name) {
             Some(i) => {
                 let f = &mut self.fields[i];
-                f.value = Text::Owned(value.into());
+                f.value = Text::Owned(value);
                 f.raw = None;
                 let (known, src) = (name.known(), self.src.clone());
                 let mut pos = 0;
@@ -222,7 +273,12 @@ impl Headers {
                 });
                 self.modified = true;
             }
-            None => self.push(name, value),
+            None => {
+                let mut field = self.new_field(name, "");
+                field.value = Text::Owned(value);
+                self.fields.push(field);
+                self.modified = true;
+            }
         }
     }
 
@@ -279,25 +335,46 @@ impl Headers {
     /// and `rport` are written into the top Via. Returns false when there
     /// is no such header.
     pub fn replace_first<N: AsHeaderName>(&mut self, name: N, value: &str) -> bool {
+        self.replace_first_with(name, value, || Rc::from(value))
+    }
+
+    /// [`Headers::replace_first`] with the value already shared: no copy
+    /// when the line holds only that value.
+    pub(crate) fn replace_first_shared<N: AsHeaderName>(
+        &mut self,
+        name: N,
+        value: Rc<str>,
+    ) -> bool {
+        let text = value.clone();
+        self.replace_first_with(name, &text, move || value)
+    }
+
+    fn replace_first_with<N: AsHeaderName>(
+        &mut self,
+        name: N,
+        value: &str,
+        whole: impl FnOnce() -> Rc<str>,
+    ) -> bool {
         let Some(i) = self.position(&name) else {
             return false;
         };
         let f = &self.fields[i];
         let old = f.value.resolve(&self.src);
-        let new_value = if f.id.is_some_and(HeaderName::is_list) {
-            let mut items = split_list(old);
-            let _ = items.next();
+        let mut items = split_list(old);
+        let _ = items.next();
+        let mut rest = items.peekable();
+        let new_value: Rc<str> = if f.id.is_some_and(HeaderName::is_list) && rest.peek().is_some() {
             let mut joined = String::from(value);
-            for rest in items {
+            for item in rest {
                 joined.push_str(", ");
-                joined.push_str(rest);
+                joined.push_str(item);
             }
-            joined
+            Rc::from(joined)
         } else {
-            value.to_owned()
+            whole()
         };
         let f = &mut self.fields[i];
-        f.value = Text::Owned(new_value.into());
+        f.value = Text::Owned(new_value);
         f.raw = None;
         self.modified = true;
         true

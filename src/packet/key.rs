@@ -106,9 +106,30 @@ impl Response {
     }
 }
 
+thread_local! {
+    /// Where keys are put together, so that the key itself is one
+    /// allocation of its exact size.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 fn server_key(msg: &Message, method: Method) -> Option<TransactionKey> {
     let via = msg.top_via().ok()?;
-    let mut id = String::with_capacity(64);
+    let id = SCRATCH.with(|scratch| {
+        // A re-entrant call (never expected) gets a fresh buffer.
+        let mut own = String::new();
+        let mut guard = scratch.try_borrow_mut();
+        let id = match guard.as_deref_mut() {
+            Ok(s) => s,
+            Err(_) => &mut own,
+        };
+        id.clear();
+        write_server_id(msg, &via, id);
+        Box::<str>::from(id.as_str())
+    });
+    Some(TransactionKey { id, method })
+}
+
+fn write_server_id(msg: &Message, via: &super::via::Via<'_>, id: &mut String) {
     if via.has_rfc3261_branch() {
         id.push_str(via.branch().unwrap_or(""));
         id.push('\0');
@@ -128,10 +149,6 @@ fn server_key(msg: &Message, method: Method) -> Option<TransactionKey> {
             msg.headers().get(super::HeaderName::Via).unwrap_or(""),
         );
     }
-    Some(TransactionKey {
-        id: id.into(),
-        method,
-    })
 }
 
 fn client_key(msg: &Message, method: Method) -> Option<TransactionKey> {

@@ -198,7 +198,14 @@ impl Message {
     /// what `cancel_delivery` by id relies on.
     pub fn tid(&self) -> String {
         let number = self.cseq().map(|c| c.number).unwrap_or(0);
-        format!("{} {}", self.call_id().unwrap_or(""), number)
+        let call_id = self.call_id().unwrap_or("");
+        // Exactly one allocation of the final size.
+        let digits = number.checked_ilog10().unwrap_or(0) as usize + 1;
+        let mut id = String::with_capacity(call_id.len() + 1 + digits);
+        id.push_str(call_id);
+        id.push(' ');
+        let _ = std::fmt::Write::write_fmt(&mut id, format_args!("{number}"));
+        id
     }
 
     pub(crate) fn write_headers_and_body(&self, out: &mut Vec<u8>) {
@@ -210,7 +217,7 @@ impl Message {
         }
         if !has_length {
             out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(self.body().len().to_string().as_bytes());
+            out.extend_from_slice(super::decimal(self.body().len() as u64, &mut [0u8; 20]));
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -407,7 +414,7 @@ impl Response {
     pub fn new(code: u16, reason: &str) -> Response {
         Response {
             code,
-            reason: Text::Owned(reason.into()),
+            reason: Text::reason(reason),
             line: None,
             version: Text::sip_2_0(),
             msg: Message::new_empty(),
@@ -479,8 +486,15 @@ impl Response {
         if NameAddr::parse("To", to).is_ok_and(|n| n.tag().is_some()) {
             return;
         }
-        let value = format!("{to};tag={tag}");
-        self.msg.headers.set("To", &value);
+        // Put together in the per-thread buffer: the header's copy is the
+        // one allocation.
+        let value = with_scratch(|out| {
+            out.extend_from_slice(to.as_bytes());
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(tag.as_bytes());
+            Rc::<str>::from(std::str::from_utf8(out).unwrap_or(to))
+        });
+        self.msg.headers.set_owned("To", value);
     }
 
     /// Parses a response (datagram rules, default limits).
@@ -506,7 +520,7 @@ impl Response {
     /// Replaces the status code and reason phrase.
     pub fn set_status(&mut self, code: u16, reason: &str) {
         self.code = code;
-        self.reason = Text::Owned(reason.into());
+        self.reason = Text::reason(reason);
         self.line = None;
     }
 
@@ -533,7 +547,7 @@ impl Response {
         write_start_line(out, &self.msg, self.line, |out| {
             out.extend_from_slice(self.version().as_bytes());
             out.push(b' ');
-            out.extend_from_slice(self.code.to_string().as_bytes());
+            out.extend_from_slice(super::decimal(u64::from(self.code), &mut [0u8; 20]));
             out.push(b' ');
             out.extend_from_slice(self.reason().as_bytes());
         });
@@ -546,6 +560,36 @@ impl Response {
         self.write_to(&mut out);
         out
     }
+
+    /// The response as shared bytes, in one allocation of the exact size
+    /// (written into a per-thread buffer first): what a leg sends and a
+    /// server transaction keeps for retransmissions.
+    pub fn to_shared_bytes(&self) -> Rc<[u8]> {
+        with_scratch(|out| {
+            self.write_to(out);
+            Rc::from(&out[..])
+        })
+    }
+}
+
+/// Runs `f` with an empty per-thread byte buffer (a fresh one if the
+/// buffer is in use further up the stack).
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            // A huge message does not pin its size for the thread's life.
+            if buf.capacity() > 256 * 1024 {
+                *buf = Vec::new();
+            }
+            r
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 impl Deref for Response {

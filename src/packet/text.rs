@@ -290,3 +290,38 @@ mod tests {
         );
     }
 }
+
+/// `n` in decimal, written into `buf` without allocating (numbers that
+/// go into messages on every send: status codes, Content-Length, ports).
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    #[test]
+    fn decimal_matches_to_string() {
+        for n in [
+            0u64,
+            7,
+            10,
+            99,
+            100,
+            5060,
+            65_535,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut buf = [0u8; 20];
+            assert_eq!(super::decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+    }
+}

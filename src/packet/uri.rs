@@ -59,6 +59,20 @@ impl Uri {
         }
     }
 
+    /// Whether `s` is a valid URI, without allocating.
+    pub(crate) fn check(s: &str) -> Result<(), UriError> {
+        if s.starts_with('<') {
+            return Err(UriError("URI enclosed in <>"));
+        }
+        let colon = s.find(':').ok_or(UriError("missing scheme"))?;
+        let scheme = &s[..colon];
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            SipUri::check(s)
+        } else {
+            OtherUri::scan(s).map(|_| ())
+        }
+    }
+
     /// The scheme as written (`sip`, `sips`, `tel`, ...).
     pub fn scheme(&self) -> &str {
         match self {
@@ -106,6 +120,15 @@ pub struct OtherUri {
 
 impl OtherUri {
     fn parse(s: &str) -> Result<OtherUri, UriError> {
+        let scheme_len = OtherUri::scan(s)?;
+        Ok(OtherUri {
+            raw: s.into(),
+            scheme_len,
+        })
+    }
+
+    /// Checks `scheme:opaque`; returns the scheme's length.
+    fn scan(s: &str) -> Result<usize, UriError> {
         let colon = s.find(':').ok_or(UriError("missing scheme"))?;
         let scheme = &s[..colon];
         let mut chars = scheme.bytes();
@@ -123,10 +146,7 @@ impl OtherUri {
         if !rest.bytes().all(is_uric) {
             return Err(UriError("invalid character"));
         }
-        Ok(OtherUri {
-            raw: s.into(),
-            scheme_len: colon,
-        })
+        Ok(colon)
     }
 
     /// The scheme as written.
@@ -161,23 +181,10 @@ impl Host {
     /// Parses a host: a name, an IPv4 address, or an IPv6 reference in
     /// brackets (a bare IPv6 address is accepted too).
     pub fn parse(s: &str) -> Result<Host, UriError> {
-        if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner
-                .strip_suffix(']')
-                .ok_or(UriError("unterminated IPv6 reference"))?;
-            return parse_ipv6(inner).map(Host::Ipv6);
-        }
-        if let Ok(v4) = Ipv4Addr::from_str(s) {
-            return Ok(Host::Ipv4(v4));
-        }
-        if s.contains(':') {
-            return parse_ipv6(s).map(Host::Ipv6);
-        }
-        if is_hostname(s) {
-            Ok(Host::Domain(s.to_owned()))
-        } else {
-            Err(UriError("invalid host name"))
-        }
+        Ok(match check_host(s)? {
+            Some(ip) => Host::from(ip),
+            None => Host::Domain(s.to_owned()),
+        })
     }
 
     /// The IP address, if the host is one.
@@ -206,6 +213,28 @@ impl From<IpAddr> for Host {
             IpAddr::V4(a) => Host::Ipv4(a),
             IpAddr::V6(a) => Host::Ipv6(a),
         }
+    }
+}
+
+/// Checks a host (see [`Host::parse`]) without allocating: its IP
+/// address when it is one, `None` for a valid host name.
+fn check_host(s: &str) -> Result<Option<IpAddr>, UriError> {
+    if let Some(inner) = s.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or(UriError("unterminated IPv6 reference"))?;
+        return parse_ipv6(inner).map(|a| Some(IpAddr::V6(a)));
+    }
+    if let Ok(v4) = Ipv4Addr::from_str(s) {
+        return Ok(Some(IpAddr::V4(v4)));
+    }
+    if s.contains(':') {
+        return parse_ipv6(s).map(|a| Some(IpAddr::V6(a)));
+    }
+    if is_hostname(s) {
+        Ok(None)
+    } else {
+        Err(UriError("invalid host name"))
     }
 }
 
@@ -267,8 +296,7 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<IpAddr>, Option<u1
         Some(p) => Some(parse_port(p)?),
         None => None,
     };
-    let parsed = Host::parse(host)?;
-    Ok((host, parsed.ip(), port))
+    Ok((host, check_host(host)?, port))
 }
 
 fn parse_port(p: &str) -> Result<u16, UriError> {
@@ -300,6 +328,19 @@ pub struct SipUri {
 impl SipUri {
     /// Parses a sip: or sips: URI.
     pub fn parse(s: &str) -> Result<SipUri, UriError> {
+        let mut uri = SipUri::scan(s)?;
+        uri.raw = s.into();
+        Ok(uri)
+    }
+
+    /// Whether `s` is a valid sip: or sips: URI, without allocating (the
+    /// validation of From, To and Contact).
+    pub(crate) fn check(s: &str) -> Result<(), UriError> {
+        SipUri::scan(s).map(|_| ())
+    }
+
+    /// Parses the parts; the text is left empty (no allocation).
+    fn scan(s: &str) -> Result<SipUri, UriError> {
         if s.len() > u16::MAX as usize {
             return Err(UriError("URI too long"));
         }
@@ -354,7 +395,7 @@ impl SipUri {
             }
         }
         Ok(SipUri {
-            raw: s.into(),
+            raw: Box::default(),
             secure,
             user,
             password,

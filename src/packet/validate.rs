@@ -147,7 +147,7 @@ impl Request {
     fn check_call_id(&self) -> Result<(), Rejection> {
         let call_id = self
             .single(HeaderName::CallId, "Call-ID")?
-            .ok_or(Rejection::header(HeaderError::missing("Call-ID")))?;
+            .ok_or_else(|| Rejection::header(HeaderError::missing("Call-ID")))?;
         // callid = word ["@" word] (RFC 3261 25.1); only what makes it
         // unusable is checked here, not every character of `word`.
         if call_id.is_empty() || call_id.bytes().any(|b| is_lws(b) || b.is_ascii_control()) {
@@ -265,10 +265,8 @@ fn check_name_addr(
     value: Result<NameAddr<'_>, HeaderError>,
 ) -> Result<(), Rejection> {
     let value = value.map_err(Rejection::header)?;
-    value
-        .uri()
-        .map_err(|e| Rejection::bad_request(format_args!("{label} header: {e}")))?;
-    Ok(())
+    crate::packet::uri::Uri::check(value.uri_str())
+        .map_err(|e| Rejection::bad_request(format_args!("{label} header: {e}")))
 }
 
 /// `delta-seconds`: digits, at most 2**32-1 (RFC 3261 20.19).
