@@ -891,7 +891,7 @@ fn report_sizes(out: &mut Out, r: &[Sized]) {
     out.line("### Pending client deliveries in one dispatcher (INVITEs to one silent peer)");
     out.line("");
     out.line(format!(
-        "Packet: the INVITE text is {} bytes; the prepared datagram kept for retransmission {} bytes.",
+        "Packet: the INVITE text is {} bytes; the prepared datagram kept for retransmission {} bytes. Once sent, a pending request keeps only that datagram (read again for a new target or an ACK), not its parsed form.",
         first.text, first.wire
     ));
     out.line("");
@@ -913,26 +913,20 @@ fn report_sizes(out: &mut Out, r: &[Sized]) {
     );
     row(
         out,
-        "heap beyond the packet text",
-        &|s| s.heap_per - s.text as f64,
+        "  of which: the prepared datagram kept for retransmission",
+        &|s| s.wire as f64,
         "B",
     );
     row(
         out,
-        "**heap beyond the packet bytes** (text and prepared datagram)",
-        &|s| s.heap_per - (s.text + s.wire) as f64,
+        "**heap beyond the packet bytes** (the dispatcher's own: slot, indexes, timers, labels)",
+        &|s| s.heap_per - s.wire as f64,
         "B",
     );
     row(
         out,
-        "  of which: the parsed packet's header index and URI",
-        &|s| s.parse_index,
-        "B",
-    );
-    row(
-        out,
-        "  of which: the dispatcher's own (beyond the parsed packet)",
-        &|s| s.heap_per - (s.text + s.wire) as f64 - s.parse_index,
+        "for scale: a parsed packet's text, header index and URI (dropped once sent)",
+        &|s| s.text as f64 + s.parse_index,
         "B",
     );
     row(
@@ -996,7 +990,7 @@ fn report_sizes(out: &mut Out, r: &[Sized]) {
         "| time to fill (deliveries, parse included) |{fill} |"
     ));
     out.line("");
-    let beyond = last.heap_per - (last.text + last.wire) as f64;
+    let beyond = last.heap_per - last.wire as f64;
     out.line(format!(
         "Target: under 1 KiB per pending delivery beyond the packet bytes at {}: {:.0} B — {}.",
         fmt_n(last.n),

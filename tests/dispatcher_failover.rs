@@ -162,3 +162,100 @@ fn a_timeout_fails_over_and_greylists() {
     assert_eq!(outcomes.borrow()[1].0 - outcomes.borrow()[0].0, 2);
     assert_eq!(seen_b.get(), 2);
 }
+
+/// The INVITE that fails over keeps exactly one Via, and the Contact the
+/// first leg wrote into it gives way to the next leg's: a pending request
+/// is kept as its sent bytes and read again for the next target.
+#[test]
+fn a_request_failing_over_to_another_leg_carries_that_legs_via_and_contact() {
+    use sip_dispatch::leg::{Leg, LegOptions, Protocol};
+    let w = World::exact();
+    let (_a, seen_a) = uas(&w, "10.0.0.2:5060", 503, None);
+    // B listens on TCP only.
+    let tcp_leg = |addr: &str| {
+        Leg::memory(
+            &w.net,
+            Protocol::Tcp,
+            addr.parse().unwrap(),
+            LegOptions::default(),
+        )
+        .unwrap()
+    };
+    let b = Dispatcher::new(
+        vec![tcp_leg("10.0.0.3:5060")],
+        Some(w.dyn_loop()),
+        DispatcherOptions::default(),
+    )
+    .unwrap();
+    /// The Via and Contact values of each request B saw.
+    type Seen = Vec<(Vec<String>, Vec<String>)>;
+    let seen_b: Rc<RefCell<Seen>> = Rc::default();
+    let s = seen_b.clone();
+    b.set_receiver(move |d: &Dispatcher, p: Packet, _: LegId, _: &Source| {
+        let Packet::Request(req) = p else { return };
+        if req.method().as_str() == "ACK" {
+            return;
+        }
+        let all = |name| {
+            req.headers()
+                .get_all(name)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        s.borrow_mut().push((
+            all(sip_dispatch::packet::HeaderName::Via),
+            all(sip_dispatch::packet::HeaderName::Contact),
+        ));
+        let mut resp = Response::for_request(&req, 200, "OK");
+        resp.set_to_tag("x");
+        d.deliver(resp, DeliverOptions::default()).unwrap();
+    });
+    let resolver: DnsResolver = Rc::new(|q, answer| {
+        let srv = |target: &str| {
+            vec![DnsRecord::Srv {
+                priority: 10,
+                weight: 0,
+                port: 5060,
+                target: target.into(),
+            }]
+        };
+        let records = match q {
+            DnsQuery::Srv(name) if name == "_sip._udp.example.test" => srv("10.0.0.2"),
+            DnsQuery::Srv(name) if name == "_sip._tcp.example.test" => srv("10.0.0.3"),
+            _ => vec![],
+        };
+        answer(Ok(records));
+    });
+    let uac = Dispatcher::new(
+        vec![w.leg("10.0.0.1:5060"), tcp_leg("10.0.0.1:5070")],
+        Some(w.dyn_loop()),
+        DispatcherOptions {
+            dns_resolver: Some(resolver),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let outcomes: Outcomes = Rc::default();
+    uac.deliver(
+        request("INVITE", "sip:bob@example.test", "fo-legs", 1),
+        recording(&w, &outcomes),
+    )
+    .unwrap();
+    w.run_until(Duration::from_secs(40), || outcomes.borrow().len() == 1);
+    let o: Vec<DeliveryOutcome> = outcomes.borrow().iter().map(|(_, o)| o.clone()).collect();
+    assert_eq!(o, vec![DeliveryOutcome::Completed(200)]);
+    assert_eq!(seen_a.get(), 1);
+    let seen = seen_b.borrow();
+    assert_eq!(seen.len(), 1, "B saw the INVITE once: {seen:?}");
+    let (vias, contacts) = &seen[0];
+    assert_eq!(vias.len(), 1, "one Via: {vias:?}");
+    assert!(
+        vias[0].starts_with("SIP/2.0/TCP 10.0.0.1:5070;"),
+        "the TCP leg's Via: {vias:?}"
+    );
+    assert_eq!(contacts.len(), 1, "one Contact: {contacts:?}");
+    assert!(
+        contacts[0].contains("10.0.0.1:5070") && contacts[0].contains("transport=tcp"),
+        "the TCP leg's Contact: {contacts:?}"
+    );
+}

@@ -278,7 +278,10 @@ fn run(s: &Scenario) -> Run {
                     Box::new(move || {
                         let d = slot.borrow_mut().take();
                         if let Some(d) = &d {
-                            if removed.replace(false) {
+                            // A dispatcher restarted meanwhile came back
+                            // with its own leg on the address.
+                            let has_leg = !d.get_legs(&LegFilter::default()).is_empty();
+                            if removed.replace(false) && !has_leg {
                                 d.add_leg(new_leg()).expect("add the new leg");
                             }
                         }

@@ -88,8 +88,56 @@ struct Labels {
     callid: Option<Box<str>>,
 }
 
+/// A delivery's packet. A request kept for retransmission drops its
+/// parsed form once sent: its prepared bytes (`Delivery::bytes`) hold it,
+/// under our Via, and the rare paths that need it parsed (another target,
+/// a new branch, the ACK of a non-2xx) parse it again. The header index is
+/// most of a parsed packet's memory, and a million may be pending.
+enum Stored {
+    Parsed(Packet),
+    Sent {
+        method: Method,
+        call_id: Box<str>,
+        cseq: u32,
+        /// The leg wrote a Contact into the bytes (an INVITE that starts
+        /// here without one): it belongs to that leg and goes on re-reading.
+        added_contact: bool,
+    },
+}
+
+impl Stored {
+    fn method(&self) -> Option<&Method> {
+        match self {
+            Stored::Parsed(Packet::Request(r)) => Some(r.method()),
+            Stored::Parsed(Packet::Response(_)) => None,
+            Stored::Sent { method, .. } => Some(method),
+        }
+    }
+
+    fn response(&self) -> Option<&Response> {
+        match self {
+            Stored::Parsed(Packet::Response(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn call_id(&self) -> &str {
+        match self {
+            Stored::Parsed(p) => p.callid(),
+            Stored::Sent { call_id, .. } => call_id,
+        }
+    }
+
+    fn tid(&self) -> String {
+        match self {
+            Stored::Parsed(p) => p.tid(),
+            Stored::Sent { call_id, cseq, .. } => format!("{call_id} {cseq}"),
+        }
+    }
+}
+
 struct Delivery {
-    packet: Packet,
+    packet: Stored,
     /// Keys of the id and Call-ID indexes (hashes of the strings).
     id_key: u64,
     callid_key: u64,
@@ -119,6 +167,65 @@ struct Delivery {
 }
 
 impl Delivery {
+    /// The request, parsed (again, from the prepared bytes, when only
+    /// those are kept); `None` for a response.
+    fn request(&self) -> Option<std::borrow::Cow<'_, Request>> {
+        match &self.packet {
+            Stored::Parsed(Packet::Request(r)) => Some(std::borrow::Cow::Borrowed(r)),
+            Stored::Parsed(Packet::Response(_)) => None,
+            Stored::Sent { added_contact, .. } => {
+                let bytes = self.bytes.as_ref()?;
+                // Our own bytes: whatever size the caller built, so no
+                // limits meant for peers.
+                let unlimited = crate::packet::ParseLimits {
+                    max_message_size: usize::MAX,
+                    max_headers: usize::MAX,
+                    max_line_length: usize::MAX,
+                };
+                let parsed =
+                    Packet::parse_with(bytes, &unlimited, crate::packet::Framing::Datagram);
+                let mut req = match parsed {
+                    Ok(Packet::Request(r)) => r,
+                    Ok(Packet::Response(_)) => {
+                        log::error!("a sent request was read again as a response");
+                        return None;
+                    }
+                    Err(e) => {
+                        // Our own serialisation: cannot happen; a delivery
+                        // that could not be re-read fails its next step.
+                        log::error!("a sent request could not be read again: {e}");
+                        return None;
+                    }
+                };
+                req.headers_mut().remove_first(HeaderName::Via);
+                if *added_contact {
+                    req.headers_mut().remove_first(HeaderName::Contact);
+                }
+                Some(std::borrow::Cow::Owned(req))
+            }
+        }
+    }
+
+    /// Keeps only what a pending request needs once its bytes are
+    /// prepared (see [`Stored`]).
+    fn compact(&mut self) {
+        if self.bytes.is_none() {
+            return;
+        }
+        if let Stored::Parsed(Packet::Request(req)) = &self.packet {
+            // Mirrors the leg's rule for writing a Contact.
+            let added_contact = *req.method() == Method::Invite
+                && !req.headers().contains(HeaderName::Contact)
+                && !req.headers().contains(HeaderName::Via);
+            self.packet = Stored::Sent {
+                method: req.method().clone(),
+                call_id: req.call_id().unwrap_or("").into(),
+                cseq: req.cseq().map(|c| c.number).unwrap_or(0),
+                added_contact,
+            };
+        }
+    }
+
     /// The (transport, address) of the current target.
     fn dst_key(&self) -> Option<(Protocol, SocketAddr)> {
         self.targets
@@ -139,7 +246,7 @@ impl Delivery {
         self.labels
             .as_ref()
             .and_then(|l| l.callid.as_deref())
-            .unwrap_or(self.packet.callid())
+            .unwrap_or(self.packet.call_id())
     }
 }
 
@@ -374,7 +481,7 @@ impl Core {
             _ => None,
         };
         let (index, generation) = self.deliveries.insert(Delivery {
-            packet,
+            packet: Stored::Parsed(packet),
             id_key,
             callid_key,
             labels,
@@ -486,7 +593,7 @@ impl Core {
 
     fn start_resolution(&mut self, id: DeliveryId) {
         let Some(d) = self.get(id) else { return };
-        let Packet::Request(req) = &d.packet else {
+        let Some(req) = d.request() else {
             return;
         };
         // RFC 3261 8.1.2 / 16.12: the first Route, else the Request-URI.
@@ -654,7 +761,7 @@ impl Core {
     /// server transaction's connection or address, else the top Via.
     fn route_response(&mut self, id: DeliveryId, now: Instant) {
         let Some(d) = self.get(id) else { return };
-        let Packet::Response(resp) = &d.packet else {
+        let Some(resp) = d.packet.response() else {
             return;
         };
         let only = d.allowed_legs;
@@ -715,8 +822,26 @@ impl Core {
             );
             return;
         };
-        let bytes: Rc<[u8]> = match &d.packet {
-            Packet::Request(req) => {
+        // A request kept only as its prepared bytes is read again (another
+        // target, a new branch): rare, and owned, so no borrow is held.
+        let reparsed: Option<Request> = match &d.packet {
+            Stored::Sent { .. } => match d.request() {
+                Some(r) => Some(r.into_owned()),
+                None => {
+                    self.finish(
+                        id,
+                        DeliveryOutcome::Failed(Error::new(
+                            Errno::EINVAL,
+                            "the request could not be read again for its next target",
+                        )),
+                    );
+                    return;
+                }
+            },
+            Stored::Parsed(_) => None,
+        };
+        let bytes: Rc<[u8]> = match (&reparsed, &d.packet) {
+            (Some(req), _) | (None, Stored::Parsed(Packet::Request(req))) => {
                 let branch: Rc<str> = d.branch.clone().unwrap_or_default();
                 let mut bytes = leg.prepare_request_shared(req, &branch, &target.dst);
                 // RFC 3261 18.1.1: too large for UDP, and UDP was only the
@@ -748,7 +873,8 @@ impl Core {
                 }
                 bytes
             }
-            Packet::Response(resp) => resp.to_shared_bytes(),
+            (None, Stored::Parsed(Packet::Response(resp))) => resp.to_shared_bytes(),
+            (None, Stored::Sent { .. }) => return,
         };
         let token = self.next_token;
         self.next_token += 1;
@@ -758,6 +884,9 @@ impl Core {
             return;
         };
         d.bytes = Some(bytes.clone());
+        if matches!(d.mode, Mode::Client(_)) {
+            d.compact();
+        }
         let mut start_actions = None;
         let mut resp_timers: Option<(Option<Duration>, Duration)> = None;
         match &mut d.mode {
@@ -781,10 +910,10 @@ impl Core {
             Mode::Oneshot => {}
         }
         // Index the client transaction by its (new) branch.
-        if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
-            (&d.mode, &d.packet, &d.branch)
+        if let (Mode::Client(_), Some(method), Some(branch)) =
+            (&d.mode, d.packet.method(), &d.branch)
         {
-            let key = self.keys.of_transaction(branch, req.method());
+            let key = self.keys.of_transaction(branch, method);
             self.client_keys.add(key, id);
         }
         // Only what waits for an answer moves on when the destination
@@ -961,8 +1090,8 @@ impl Core {
         if new_branch {
             // The old transaction's key goes; send_current indexes the new.
             if let Some(d) = self.deliveries.get(id.index, id.generation) {
-                if let (Packet::Request(req), Some(branch)) = (&d.packet, &d.branch) {
-                    let key = self.keys.of_transaction(branch, req.method());
+                if let (Some(method), Some(branch)) = (d.packet.method(), &d.branch) {
+                    let key = self.keys.of_transaction(branch, method);
                     self.client_keys.remove(key, id);
                 }
             }
@@ -1177,10 +1306,10 @@ impl Core {
         let Some(leg) = self.leg(target.leg).cloned() else {
             return;
         };
-        let bytes = match (&d.ack_bytes, &d.packet) {
+        let bytes = match (&d.ack_bytes, d.request()) {
             (Some(b), _) => b.clone(),
-            (None, Packet::Request(invite)) => {
-                let ack = build_ack(invite, resp);
+            (None, Some(invite)) => {
+                let ack = build_ack(&invite, resp);
                 let branch: Rc<str> = d.branch.clone().unwrap_or_default();
                 let bytes: Rc<[u8]> = leg.prepare_request_shared(&ack, &branch, &target.dst);
                 if let Some(d) = self.get_mut(id) {
@@ -1220,10 +1349,10 @@ impl Core {
             self.by_id.remove(d.id_key, id);
             self.by_callid.remove(d.callid_key, id);
         }
-        if let (Mode::Client(_), Packet::Request(req), Some(branch)) =
-            (&d.mode, &d.packet, &d.branch)
+        if let (Mode::Client(_), Some(method), Some(branch)) =
+            (&d.mode, d.packet.method(), &d.branch)
         {
-            let key = self.keys.of_transaction(branch, req.method());
+            let key = self.keys.of_transaction(branch, method);
             self.client_keys.remove(key, id);
         }
         if let Some(key) = d.dialog {
@@ -1333,8 +1462,7 @@ impl Core {
         let key = self.keys.of_transaction(branch, &method);
         self.client_keys.get(key).find(|id| {
             self.get(*id).is_some_and(|d| {
-                d.branch.as_deref() == Some(branch)
-                    && d.packet.as_request().is_some_and(|r| *r.method() == method)
+                d.branch.as_deref() == Some(branch) && d.packet.method() == Some(&method)
             })
         })
     }

@@ -27,7 +27,8 @@ thread_local! {
 }
 
 /// Marks a turn of the event loop while it lives. Turns nest: the work
-/// registered with [`Turn::at_end`] runs when the outermost one ends.
+/// registered to run at the end of a turn (the legs' batched sends) runs
+/// when the outermost one ends.
 /// Per thread (each thread runs its own loop).
 #[must_use = "the turn ends when this guard is dropped"]
 pub struct Turn {

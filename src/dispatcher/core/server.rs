@@ -136,8 +136,7 @@ impl Core {
     /// retransmitted requests and move the transaction on.
     pub(crate) fn note_response_sent(&mut self, id: DeliveryId, now: Instant) {
         let Some(d) = self.get(id) else { return };
-        let (Some(sid), Some(bytes), Packet::Response(resp)) =
-            (d.server, d.bytes.clone(), &d.packet)
+        let (Some(sid), Some(bytes), Some(resp)) = (d.server, d.bytes.clone(), d.packet.response())
         else {
             return;
         };
