@@ -31,14 +31,15 @@
 //!
 //! Run with `cargo bench --bench dispatch`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "../bench/common/measure.rs"]
+mod measure;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mio::{Events, Interest, Poll, Token};
@@ -49,83 +50,7 @@ use sip_dispatch::eventloop::{Eventloop, MioEventloop};
 use sip_dispatch::leg::{Faults, Leg, LegOptions, MemoryNetwork, Protocol};
 use sip_dispatch::packet::{Method, Packet, Response};
 
-// ---- counting allocator ----
-
-/// Live heap bytes (requested sizes, not what malloc rounds them up to).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-// SAFETY: forwards every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
-
-// ---- per-sample records, for the side-by-side tables ----
-
-thread_local! {
-    /// Nanoseconds per iteration of each `iter_custom` call, by benchmark.
-    static SAMPLES: RefCell<BTreeMap<String, Vec<f64>>> = RefCell::default();
-}
-
-fn record(name: &str, iters: u64, elapsed: Duration) {
-    let per = elapsed.as_nanos() as f64 / iters.max(1) as f64;
-    SAMPLES.with(|s| s.borrow_mut().entry(name.to_owned()).or_default().push(per));
-}
-
-fn median_of(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// Median ns per iteration over the last 100 calls (criterion's
-/// measurement samples; the calls before them are its warm-up).
-fn median(name: &str) -> f64 {
-    SAMPLES.with(|s| {
-        let s = s.borrow();
-        let all = s.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        median_of(all[all.len().saturating_sub(100)..].to_vec())
-    })
-}
+use measure::{live, median, median_of, record};
 
 /// SplitMix64.
 struct Rng(u64);
