@@ -14,6 +14,15 @@
 //!
 //! The proxy itself is [`sip_dispatch::proxy::StatelessProxy`]; this program
 //! gives it legs, routes and a command line.
+//!
+//! When it stops (SIGINT, SIGTERM, or a failed event loop) it writes one
+//! line per leg to stderr (never stdout, whose lines are the contract), in
+//! `--listen` order, named as on the leg's `listening` line, with the
+//! leg's counters ([`sip_dispatch::leg::LegStats`] in its `Display` form):
+//!
+//! ```text
+//! stats udp:127.0.0.1:5060: received=4 sent=4 bytes_received=1800 ... connections_limited=0
+//! ```
 
 #[path = "common/mod.rs"]
 mod common;
@@ -102,7 +111,18 @@ fn main() {
     dispatcher.set_receiver(StatelessProxy::new(record_route));
     if let Err(e) = lp.run(None, &|| stop()) {
         eprintln!("stateless_proxy: event loop failed: {e}");
+        print_stats(&legs);
         std::process::exit(1);
     }
     dispatcher.shutdown();
+    print_stats(&legs);
+}
+
+/// Writes the `stats LEG: COUNTERS` lines to stderr, one per leg.
+fn print_stats(legs: &[Leg]) {
+    let mut err = std::io::stderr().lock();
+    for leg in legs {
+        let _ = writeln!(err, "stats {leg}: {}", leg.stats());
+    }
+    let _ = err.flush();
 }

@@ -27,6 +27,21 @@
 //! thread's event loop is about to wait (and at exit): one `write` per
 //! batch of events, whole lines under the stdout lock, so lines of two
 //! threads never mix.
+//!
+//! # Counters at exit
+//!
+//! When it stops (SIGINT, SIGTERM, or a failed event loop), the UAS writes
+//! one line per `--listen` to stderr (never stdout, whose lines are the
+//! contract), in `--listen` order, after every thread has shut down:
+//!
+//! ```text
+//! stats udp:127.0.0.1:5060: received=3 sent=9 bytes_received=1234 ... connections_limited=0
+//! ```
+//!
+//! The leg is named as on its `listening` line; the counters are
+//! [`LegStats`](sip_dispatch::leg::LegStats) in its `Display` form. With
+//! `--threads N` each line is the sum over the N legs (one per thread)
+//! bound to that address.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -47,7 +62,7 @@ use sip_dispatch::dispatcher::{
     DeliverOptions, DeliveryOutcome, Dispatcher, DispatcherOptions, LegId, Timers,
 };
 use sip_dispatch::eventloop::{Eventloop, MioEventloop, TimerId, When};
-use sip_dispatch::leg::{Leg, LegOptions, LegSpec, Protocol, Source};
+use sip_dispatch::leg::{Leg, LegOptions, LegSpec, LegStats, Protocol, Source};
 use sip_dispatch::packet::{HeaderName, Method, Packet, Request, Response, TransactionKey};
 use sip_dispatch::ua::{self, Dialog};
 
@@ -567,8 +582,9 @@ fn new_worker(
 }
 
 /// Runs one thread's UAS until the stopper says stop, then shuts its
-/// dispatcher down and writes its last lines.
-fn run_worker(worker: Worker, stopper: &Stopper) {
+/// dispatcher down and writes its last lines. Returns the counters of its
+/// legs (in `--listen` order) as they are at the end.
+fn run_worker(worker: Worker, stopper: &Stopper) -> Vec<LegStats> {
     // Writes the last lines however this ends, a panic included.
     let _flush_at_end = FlushLinesOnDrop;
     // The stop condition is read each time the loop has run a batch of
@@ -584,9 +600,27 @@ fn run_worker(worker: Worker, stopper: &Stopper) {
         stopper.stop_all();
     }
     worker.dispatcher.shutdown();
+    let legs = worker.legs.clone();
     // Before the guard writes: a line printed while the dispatcher is
     // dropped is still written.
     drop(worker);
+    legs.iter().map(Leg::stats).collect()
+}
+
+/// Writes the `stats LEG: COUNTERS` lines to stderr, one per `--listen`:
+/// each the sum over the threads' legs on that address.
+fn print_stats(listen: &[Listen], per_thread: &[Vec<LegStats>]) {
+    let mut err = std::io::stderr().lock();
+    for (i, l) in listen.iter().enumerate() {
+        let mut total = LegStats::default();
+        for stats in per_thread {
+            if let Some(s) = stats.get(i) {
+                total += *s;
+            }
+        }
+        let _ = writeln!(err, "stats {}: {total}", l.text);
+    }
+    let _ = err.flush();
 }
 
 /// Writes this thread's queued lines when dropped.
@@ -726,11 +760,15 @@ fn main() {
                 let report = worker.as_ref().map(|_| ()).map_err(Clone::clone);
                 let _ = ready.send(report);
                 drop(ready);
-                let Ok(worker) = worker else { return };
+                let Ok(worker) = worker else {
+                    return Vec::new();
+                };
                 // No word (the start failed elsewhere and the process is
                 // exiting): end quietly.
                 if go_rx.recv().is_ok() {
-                    run_worker(worker, &stopper);
+                    run_worker(worker, &stopper)
+                } else {
+                    Vec::new()
                 }
             });
         match spawned {
@@ -755,14 +793,16 @@ fn main() {
     for go in starts {
         let _ = go.send(());
     }
-    run_worker(worker, &stopper);
+    let mut per_thread = vec![run_worker(worker, &stopper)];
     // This thread stopped: so do the others (a no-op after a signal).
     stopper.stop_all();
     for handle in handles {
-        if handle.join().is_err() {
-            stopper.failed.store(true, Ordering::Relaxed);
+        match handle.join() {
+            Ok(stats) => per_thread.push(stats),
+            Err(_) => stopper.failed.store(true, Ordering::Relaxed),
         }
     }
+    print_stats(&listen, &per_thread);
     if stopper.failed.load(Ordering::Relaxed) {
         std::process::exit(1);
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Errno, Error};
 use crate::eventloop::{TimerKey, TimerWheel};
-use crate::leg::{ConnId, Destination, Leg, Protocol, SendStatus, SendToken, Source};
+use crate::leg::{ConnId, Destination, Leg, Protocol, SendKind, SendStatus, SendToken, Source};
 use crate::packet::{HeaderName, Method, Packet, Request, Response, TransactionKey};
 
 mod server;
@@ -33,12 +33,14 @@ use super::types::{
 /// What the facade does after the core's borrow ends.
 pub(crate) enum Effect {
     /// Send bytes on a leg; with `for_delivery`, report the status back.
+    /// `kind` says how the leg counts it (a retransmission or not).
     Send {
         leg: Leg,
         bytes: Rc<[u8]>,
         dst: Destination,
         token: Option<SendToken>,
         for_delivery: Option<DeliveryId>,
+        kind: SendKind,
     },
     /// Run a delivery callback.
     Callback(DeliveryCallback, DeliveryOutcome),
@@ -927,6 +929,7 @@ impl Core {
             dst: target.dst,
             token: Some(token),
             for_delivery: Some(id),
+            kind: SendKind::Message,
         });
         if let Some(actions) = start_actions {
             self.apply(id, actions, None, now);
@@ -1233,6 +1236,7 @@ impl Core {
             dst: target.dst,
             token: None,
             for_delivery: None,
+            kind: SendKind::Retransmission,
         });
     }
 
@@ -1276,6 +1280,15 @@ impl Core {
                     }
                 }
                 Action::TimedOut => {
+                    // Counted on the leg of the target that timed out,
+                    // before a failover moves to the next one.
+                    if let Some(leg) = self
+                        .get(id)
+                        .and_then(|d| d.targets.get(d.target_index))
+                        .and_then(|t| self.leg(t.leg))
+                    {
+                        leg.count_timeout();
+                    }
                     // Greylisted for 32 s: later deliveries try it last.
                     self.list_current_target(id, false, now + Duration::from_secs(32));
                     let more = self
@@ -1306,8 +1319,9 @@ impl Core {
         let Some(leg) = self.leg(target.leg).cloned() else {
             return;
         };
-        let bytes = match (&d.ack_bytes, d.request()) {
-            (Some(b), _) => b.clone(),
+        // The ACK built before goes out again for a retransmitted final.
+        let (bytes, kind) = match (&d.ack_bytes, d.request()) {
+            (Some(b), _) => (b.clone(), SendKind::Retransmission),
             (None, Some(invite)) => {
                 let ack = build_ack(&invite, resp);
                 let branch: Rc<str> = d.branch.clone().unwrap_or_default();
@@ -1315,7 +1329,7 @@ impl Core {
                 if let Some(d) = self.get_mut(id) {
                     d.ack_bytes = Some(bytes.clone());
                 }
-                bytes
+                (bytes, SendKind::Message)
             }
             _ => return,
         };
@@ -1325,6 +1339,7 @@ impl Core {
             dst: target.dst,
             token: None,
             for_delivery: None,
+            kind,
         });
     }
 
@@ -1530,6 +1545,7 @@ impl Core {
                         dst,
                         token: None,
                         for_delivery: None,
+                        kind: SendKind::Message,
                     });
                 }
                 return;
@@ -1556,12 +1572,14 @@ impl Core {
                     (tx.last_response.clone(), self.leg(tx.leg).cloned())
                 {
                     let dst = from.reply_destination();
+                    // 17.2.1, 17.2.2: the response is retransmitted.
                     self.effects.push_back(Effect::Send {
                         leg: l,
                         bytes,
                         dst,
                         token: None,
                         for_delivery: None,
+                        kind: SendKind::Retransmission,
                     });
                 }
                 return;

@@ -567,8 +567,9 @@ impl Dispatcher {
                     dst,
                     token,
                     for_delivery,
+                    kind,
                 } => {
-                    let status = leg.send(bytes, &dst, token);
+                    let status = leg.send_as(bytes, &dst, token, kind);
                     if let (Some(id), Some(token)) = (for_delivery, token) {
                         let now = self.inner.lp.now();
                         self.inner

@@ -81,13 +81,49 @@ pub type ReceiveHook = Rc<dyn Fn(&Packet, &Source) -> bool>;
 /// false to drop it silently, as if lost on the network.
 pub type SendHook = Rc<dyn Fn(&[u8], &Destination) -> bool>;
 
-/// Counters a leg keeps (monotonic).
+/// Counters a leg keeps: all monotonic except
+/// [`connections_open`](LegStats::connections_open), a gauge.
+///
+/// `received` and `bytes_received` count what passed every check and went
+/// up; what was dropped is counted once, under the reason. `sent` and
+/// `bytes_sent` count what the leg handed to the kernel (a datagram) or to
+/// a connection's write buffer (a stream), whether the write finished at
+/// once or was queued; a send that failed at once is in `send_errors`
+/// instead, and one a send hook dropped in `dropped_by_hook`.
+///
+/// Its [`Display`](fmt::Display) is one line of `name=value` pairs in a
+/// fixed order, for logs and the examples' exit report:
+///
+/// ```
+/// use sip_dispatch::leg::LegStats;
+/// let mut s = LegStats::default();
+/// s.received = 2;
+/// s.bytes_received = 700;
+/// assert_eq!(
+///     s.to_string(),
+///     "received=2 sent=0 bytes_received=700 bytes_sent=0 parse_errors=0 \
+///      bad_requests_answered=0 dropped_no_via=0 dropped_foreign_via=0 dropped_by_hook=0 \
+///      keepalives=0 send_errors=0 retransmissions=0 timeouts=0 connections_opened=0 \
+///      connections_closed=0 connections_open=0 connections_limited=0"
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LegStats {
     /// Messages received and passed up.
     pub received: u64,
-    /// Messages sent (datagrams, or messages written to a stream).
+    /// Messages sent (datagrams, or messages written to a stream),
+    /// retransmissions included. The CRLF pong a stream leg answers a
+    /// CRLFCRLF keep-alive ping with is not a message and is not counted.
     pub sent: u64,
+    /// Bytes of the messages counted in `received`: the SIP message as it
+    /// arrived (a datagram's payload; on a stream, the framed message,
+    /// start line to the end of its body). Application-level bytes: no IP,
+    /// UDP or TCP headers, no TLS record overhead, no keep-alives.
+    pub bytes_received: u64,
+    /// Bytes of the messages counted in `sent`, as handed to the transport
+    /// (a datagram's payload; on a stream, the message written). Like
+    /// `bytes_received`, SIP bytes only: no TLS record overhead.
+    pub bytes_sent: u64,
     /// Received messages that did not parse.
     pub parse_errors: u64,
     /// 400 responses sent for requests that did not parse.
@@ -102,19 +138,119 @@ pub struct LegStats {
     pub keepalives: u64,
     /// Sends that failed.
     pub send_errors: u64,
-    /// Connections accepted or opened.
+    /// Retransmissions the dispatcher sent on this leg (each also counted
+    /// in `sent` and `bytes_sent`): a request sent again by Timer A or E
+    /// (RFC 3261 17.1.1.2, 17.1.2.2); a final response to INVITE sent
+    /// again by Timer G or, for a 2xx, until its ACK (13.3.1.4); the
+    /// latest response sent again from the response cache for a
+    /// retransmitted request (17.2); and the ACK sent again for a
+    /// retransmitted non-2xx final response (17.1.1.2). The first send of
+    /// anything, a send to another target (failover) and a request a
+    /// stateless proxy forwards again are not retransmissions here.
+    pub retransmissions: u64,
+    /// Client transactions that timed out (ETIMEDOUT from Timer B, F or
+    /// C: no final response) whose target was reached through this leg.
+    /// Each target counts, also when the delivery then fails over to the
+    /// next one. A final response never ACKed (Timer H) is not counted.
+    pub timeouts: u64,
+    /// Connections accepted or opened (a connect in progress included).
     pub connections_opened: u64,
     /// Connections closed (for any reason).
     pub connections_closed: u64,
+    /// Connections open now (a gauge: connecting, handshaking or
+    /// established), `connections_opened - connections_closed`; always 0
+    /// on a datagram leg.
+    pub connections_open: u64,
     /// Connections closed because a limit was hit (size, buffer, count,
     /// idle, header timeout).
     pub connections_limited: u64,
+}
+
+impl fmt::Display for LegStats {
+    /// `received=N sent=N bytes_received=N bytes_sent=N parse_errors=N
+    /// bad_requests_answered=N dropped_no_via=N dropped_foreign_via=N
+    /// dropped_by_hook=N keepalives=N send_errors=N retransmissions=N
+    /// timeouts=N connections_opened=N connections_closed=N
+    /// connections_open=N connections_limited=N` on one line, single
+    /// spaces, in this order (new counters go at the end).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received={} sent={} bytes_received={} bytes_sent={} parse_errors={} \
+             bad_requests_answered={} dropped_no_via={} dropped_foreign_via={} \
+             dropped_by_hook={} keepalives={} send_errors={} retransmissions={} timeouts={} \
+             connections_opened={} connections_closed={} connections_open={} \
+             connections_limited={}",
+            self.received,
+            self.sent,
+            self.bytes_received,
+            self.bytes_sent,
+            self.parse_errors,
+            self.bad_requests_answered,
+            self.dropped_no_via,
+            self.dropped_foreign_via,
+            self.dropped_by_hook,
+            self.keepalives,
+            self.send_errors,
+            self.retransmissions,
+            self.timeouts,
+            self.connections_opened,
+            self.connections_closed,
+            self.connections_open,
+            self.connections_limited,
+        )
+    }
+}
+
+impl std::ops::AddAssign for LegStats {
+    /// Adds every counter of `other` (the gauge too): the totals of legs
+    /// that share a port, e.g. one per thread with `SO_REUSEPORT`.
+    fn add_assign(&mut self, other: LegStats) {
+        let LegStats {
+            received,
+            sent,
+            bytes_received,
+            bytes_sent,
+            parse_errors,
+            bad_requests_answered,
+            dropped_no_via,
+            dropped_foreign_via,
+            dropped_by_hook,
+            keepalives,
+            send_errors,
+            retransmissions,
+            timeouts,
+            connections_opened,
+            connections_closed,
+            connections_open,
+            connections_limited,
+        } = other;
+        self.received += received;
+        self.sent += sent;
+        self.bytes_received += bytes_received;
+        self.bytes_sent += bytes_sent;
+        self.parse_errors += parse_errors;
+        self.bad_requests_answered += bad_requests_answered;
+        self.dropped_no_via += dropped_no_via;
+        self.dropped_foreign_via += dropped_foreign_via;
+        self.dropped_by_hook += dropped_by_hook;
+        self.keepalives += keepalives;
+        self.send_errors += send_errors;
+        self.retransmissions += retransmissions;
+        self.timeouts += timeouts;
+        self.connections_opened += connections_opened;
+        self.connections_closed += connections_closed;
+        self.connections_open += connections_open;
+        self.connections_limited += connections_limited;
+    }
 }
 
 #[derive(Default)]
 struct StatCells {
     received: Cell<u64>,
     sent: Cell<u64>,
+    bytes_received: Cell<u64>,
+    bytes_sent: Cell<u64>,
     parse_errors: Cell<u64>,
     bad_requests_answered: Cell<u64>,
     dropped_no_via: Cell<u64>,
@@ -122,13 +258,30 @@ struct StatCells {
     dropped_by_hook: Cell<u64>,
     keepalives: Cell<u64>,
     send_errors: Cell<u64>,
+    retransmissions: Cell<u64>,
+    timeouts: Cell<u64>,
     connections_opened: Cell<u64>,
     connections_closed: Cell<u64>,
     connections_limited: Cell<u64>,
 }
 
+/// What a send is, for the counters ([`LegStats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendKind {
+    /// A message sent for the first time.
+    Message,
+    /// A message sent again (see [`LegStats::retransmissions`]).
+    Retransmission,
+    /// A keep-alive (CRLF pong): not a message.
+    Keepalive,
+}
+
 fn bump(c: &Cell<u64>) {
     c.set(c.get() + 1);
+}
+
+fn add(c: &Cell<u64>, n: usize) {
+    c.set(c.get() + n as u64);
 }
 
 pub(crate) enum Transport {
@@ -422,9 +575,14 @@ impl Leg {
     /// The leg's counters.
     pub fn stats(&self) -> LegStats {
         let s = &self.inner.stats;
+        // Every connection a stream transport keeps was counted opened
+        // when it was added and is counted closed when it is removed.
+        let (opened, closed) = (s.connections_opened.get(), s.connections_closed.get());
         LegStats {
             received: s.received.get(),
             sent: s.sent.get(),
+            bytes_received: s.bytes_received.get(),
+            bytes_sent: s.bytes_sent.get(),
             parse_errors: s.parse_errors.get(),
             bad_requests_answered: s.bad_requests_answered.get(),
             dropped_no_via: s.dropped_no_via.get(),
@@ -432,8 +590,11 @@ impl Leg {
             dropped_by_hook: s.dropped_by_hook.get(),
             keepalives: s.keepalives.get(),
             send_errors: s.send_errors.get(),
-            connections_opened: s.connections_opened.get(),
-            connections_closed: s.connections_closed.get(),
+            retransmissions: s.retransmissions.get(),
+            timeouts: s.timeouts.get(),
+            connections_opened: opened,
+            connections_closed: closed,
+            connections_open: opened.saturating_sub(closed),
             connections_limited: s.connections_limited.get(),
         }
     }
@@ -572,6 +733,18 @@ impl Leg {
     /// [`SendStatus::Queued`]; its outcome comes back through the sink with
     /// `token` (when given).
     pub fn send(&self, bytes: Rc<[u8]>, dst: &Destination, token: Option<SendToken>) -> SendStatus {
+        self.send_as(bytes, dst, token, SendKind::Message)
+    }
+
+    /// [`Leg::send`], counted as `kind` says.
+    pub(crate) fn send_as(
+        &self,
+        bytes: Rc<[u8]>,
+        dst: &Destination,
+        token: Option<SendToken>,
+        kind: SendKind,
+    ) -> SendStatus {
+        let len = bytes.len();
         let hook = self.inner.send_hook.borrow().clone();
         if let Some(hook) = hook {
             if !hook(&bytes, dst) {
@@ -621,9 +794,19 @@ impl Leg {
             ));
         }
         self.defer(icmp);
-        match &status {
-            SendStatus::Failed(_) => bump(&self.inner.stats.send_errors),
-            _ => bump(&self.inner.stats.sent),
+        let stats = &self.inner.stats;
+        match (&status, kind) {
+            (SendStatus::Failed(_), _) => bump(&stats.send_errors),
+            (_, SendKind::Keepalive) => {}
+            (_, SendKind::Message) => {
+                bump(&stats.sent);
+                add(&stats.bytes_sent, len);
+            }
+            (_, SendKind::Retransmission) => {
+                bump(&stats.sent);
+                add(&stats.bytes_sent, len);
+                bump(&stats.retransmissions);
+            }
         }
         status
     }
@@ -692,6 +875,7 @@ impl Leg {
             }
         }
         bump(&stats.received);
+        add(&stats.bytes_received, bytes.len());
         Some(LegEvent::Packet(packet, source))
     }
 
@@ -767,6 +951,12 @@ impl Leg {
 
     pub(crate) fn count_keepalive(&self) {
         bump(&self.inner.stats.keepalives);
+    }
+
+    /// A client transaction whose target this leg reaches timed out (see
+    /// [`LegStats::timeouts`]).
+    pub(crate) fn count_timeout(&self) {
+        bump(&self.inner.stats.timeouts);
     }
 
     pub(crate) fn count_opened(&self) {

@@ -25,8 +25,8 @@ use crate::packet::{Framing, ParseLimits, StreamFramer, leading_line_ends};
 
 use super::tls::{TlsContext, TlsSession};
 use super::{
-    ConnId, Destination, Leg, LegEvent, LegInner, LegOptions, Protocol, SendStatus, SendToken,
-    Source, TcpOptions, Transport,
+    ConnId, Destination, Leg, LegEvent, LegInner, LegOptions, Protocol, SendKind, SendStatus,
+    SendToken, Source, TcpOptions, Transport,
 };
 
 /// Most RFC 5923 aliases one connection may hold.
@@ -1026,7 +1026,7 @@ fn on_conn_ready(leg: &Leg, id: ConnId, r: Readiness) {
             host: None,
             conn: Some(id),
         };
-        let _ = leg.send(Rc::from(&b"\r\n"[..]), &dst, None);
+        let _ = leg.send_as(Rc::from(&b"\r\n"[..]), &dst, None, SendKind::Keepalive);
     }
     for m in read.messages {
         let source = Source {
