@@ -57,12 +57,7 @@ fn measured_leg(w: &World, addr: &str) -> (Leg, Rc<RefCell<Vec<usize>>>) {
 fn to_silent_peer(method: &str) -> (Leg, Vec<usize>, dispatch::Peer, DeliveryOutcome) {
     let w = World::exact();
     let (leg, lens) = measured_leg(&w, "10.0.0.1:5060");
-    let uac = Dispatcher::new(
-        vec![leg.clone()],
-        Some(w.dyn_loop()),
-        DispatcherOptions::default(),
-    )
-    .unwrap();
+    let uac = dispatcher_on(&w, &leg);
     let peer = w.silent_peer("10.0.0.2:5060");
     let outcomes: Outcomes = Rc::default();
     uac.deliver(
@@ -151,12 +146,7 @@ fn retransmissions_dropped_by_a_send_hook_are_not_counted() {
     let w = World::exact();
     let leg = w.leg("10.0.0.1:5060");
     leg.set_send_hook(Some(Rc::new(|_: &[u8], _: &Destination| false)));
-    let uac = Dispatcher::new(
-        vec![leg.clone()],
-        Some(w.dyn_loop()),
-        DispatcherOptions::default(),
-    )
-    .unwrap();
+    let uac = dispatcher_on(&w, &leg);
     let _peer = w.silent_peer("10.0.0.2:5060");
     let outcomes: Outcomes = Rc::default();
     uac.deliver(
@@ -180,12 +170,7 @@ fn retransmissions_dropped_by_a_send_hook_are_not_counted() {
 /// (a 200 to INVITE is retransmitted until its ACK).
 fn answering_uas(w: &World, addr: &str) -> (Leg, Dispatcher, Outcomes) {
     let leg = w.leg(addr);
-    let uas = Dispatcher::new(
-        vec![leg.clone()],
-        Some(w.dyn_loop()),
-        DispatcherOptions::default(),
-    )
-    .unwrap();
+    let uas = dispatcher_on(&w, &leg);
     let outcomes: Outcomes = Rc::default();
     let (oc, lp, start) = (outcomes.clone(), w.lp.clone(), w.start);
     uas.set_receiver(move |d: &Dispatcher, p: Packet, _: LegId, _: &Source| {
@@ -304,12 +289,7 @@ fn a_2xx_retransmitted_until_64_t1_is_ten_retransmissions_and_no_timeout() {
 fn the_ack_sent_again_for_a_retransmitted_non_2xx_is_a_retransmission() {
     let w = World::exact();
     let (leg, lens) = measured_leg(&w, "10.0.0.1:5060");
-    let uac = Dispatcher::new(
-        vec![leg.clone()],
-        Some(w.dyn_loop()),
-        DispatcherOptions::default(),
-    )
-    .unwrap();
+    let uac = dispatcher_on(&w, &leg);
     let peer = w.silent_peer("10.0.0.2:5060");
     let outcomes: Outcomes = Rc::default();
     uac.deliver(
@@ -731,4 +711,14 @@ fn stateless_proxy_prints_its_leg_counters_on_stderr_at_exit() {
         "{out:?}"
     );
     assert_eq!(out.stdout, [line], "stdout keeps its contract: {out:?}");
+}
+
+/// A dispatcher with default options on `leg` in the world's loop.
+fn dispatcher_on(w: &World, leg: &Leg) -> Dispatcher {
+    Dispatcher::new(
+        vec![leg.clone()],
+        Some(w.dyn_loop()),
+        DispatcherOptions::default(),
+    )
+    .unwrap()
 }
