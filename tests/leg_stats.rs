@@ -170,7 +170,7 @@ fn retransmissions_dropped_by_a_send_hook_are_not_counted() {
 /// (a 200 to INVITE is retransmitted until its ACK).
 fn answering_uas(w: &World, addr: &str) -> (Leg, Dispatcher, Outcomes) {
     let leg = w.leg(addr);
-    let uas = dispatcher_on(&w, &leg);
+    let uas = dispatcher_on(w, &leg);
     let outcomes: Outcomes = Rc::default();
     let (oc, lp, start) = (outcomes.clone(), w.lp.clone(), w.start);
     uas.set_receiver(move |d: &Dispatcher, p: Packet, _: LegId, _: &Source| {
