@@ -19,8 +19,8 @@ use sip_dispatch::leg::{
     Destination, Faults, Leg, LegEvent, LegOptions, LegStats, MemoryNetwork, Protocol, Source,
 };
 use sip_dispatch::packet::{
-    CSeq, Framing, Host, Message, Method, NameAddr, Packet, ParseErrorKind, ParseLimits, Request,
-    Response, SipUri, StreamFramer, Uri, Via, leading_line_ends,
+    CSeq, Framing, HeaderName, Host, Message, Method, NameAddr, Packet, ParseErrorKind,
+    ParseLimits, Request, Response, SipUri, StreamFramer, Uri, Via, leading_line_ends,
 };
 
 // ---------------------------------------------------------------------------
@@ -253,6 +253,18 @@ fn message_accessors(m: &Message) {
     let _ = m.is_modified();
     if let Ok(via) = m.top_via() {
         via_accessors(&via);
+    }
+    // The top Via is remembered after the first parse: reading it again
+    // gives exactly what a fresh parse of the first Via value gives.
+    let fresh = m
+        .headers()
+        .get(HeaderName::Via)
+        .map(|v| Via::parse(v).map_err(|e| e.to_string()));
+    let first = m.top_via().map_err(|e| e.to_string());
+    let again = m.top_via().map_err(|e| e.to_string());
+    assert_eq!(first, again, "the remembered top Via differs");
+    if let Some(fresh) = fresh {
+        assert_eq!(first, fresh, "the top Via differs from a fresh parse");
     }
     for via in m.vias().flatten() {
         via_accessors(&via);

@@ -31,6 +31,9 @@ use super::types::{
 };
 
 /// What the facade does after the core's borrow ends.
+// Packets pass up through here once each: boxed, they would cost an
+// allocation per message to save copying a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Effect {
     /// Send bytes on a leg; with `for_delivery`, report the status back.
     /// `kind` says how the leg counts it (a retransmission or not).
@@ -95,6 +98,9 @@ struct Labels {
 /// under our Via, and the rare paths that need it parsed (another target,
 /// a new branch, the ACK of a non-2xx) parse it again. The header index is
 /// most of a parsed packet's memory, and a million may be pending.
+// Unboxed: a delivery that is answered at once (a response, a request
+// on a fast path) would pay an allocation for it.
+#[allow(clippy::large_enum_variant)]
 enum Stored {
     Parsed(Packet),
     Sent {
@@ -1644,15 +1650,16 @@ fn retry_after(resp: &Response) -> Option<u64> {
 #[cfg(test)]
 mod size_tests {
     /// A guard on the per-delivery footprint (a million may be pending):
-    /// the packet's own struct is 200 bytes of it.
+    /// the packet's own struct is 272 bytes of it (72 of them the
+    /// remembered top Via, which saves three Via parses per transaction).
     #[test]
     fn delivery_stays_small() {
         assert!(
-            std::mem::size_of::<super::Delivery>() <= 480,
+            std::mem::size_of::<super::Delivery>() <= 528,
             "{}",
             std::mem::size_of::<super::Delivery>()
         );
-        assert!(std::mem::size_of::<crate::packet::Packet>() <= 200);
+        assert!(std::mem::size_of::<crate::packet::Packet>() <= 272);
         assert_eq!(std::mem::size_of::<super::TimerRef>(), 12);
     }
 }

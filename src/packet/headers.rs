@@ -1,10 +1,13 @@
 //! The header section: ordered header fields that keep their original
 //! spelling and bytes, with case-insensitive lookup by long or compact name.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
+use super::HeaderError;
 use super::header_name::{AsHeaderName, HeaderName};
 use super::text::{ListIter, split_list};
+use super::via::{Via, ViaSpans};
 
 /// Where a piece of text lives: in the message's source buffer (a span),
 /// or in its own allocation (edited or new text). Static texts (a known
@@ -120,6 +123,19 @@ pub struct Headers {
     pub(crate) src: Rc<str>,
     pub(crate) fields: Vec<Field>,
     pub(crate) modified: bool,
+    /// The top Via as parsed the first time it was asked for; forgotten
+    /// by every change to the fields.
+    top_via: Cell<Option<TopVia>>,
+}
+
+/// Where the top Via is (field, byte range of the first list element in
+/// the field's value) and where its parts are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TopVia {
+    field: u16,
+    start: u16,
+    end: u16,
+    spans: ViaSpans,
 }
 
 impl Headers {
@@ -128,6 +144,70 @@ impl Headers {
             src,
             fields,
             modified: false,
+            top_via: Cell::new(None),
+        }
+    }
+
+    /// Marks the fields changed: written anew, and the top Via forgotten.
+    fn touch(&mut self) {
+        self.modified = true;
+        self.top_via.set(None);
+    }
+
+    /// The top Via: the first element of the first Via line that has one
+    /// (what `get(HeaderName::Via)` gives), parsed once and remembered.
+    pub(crate) fn top_via(&self) -> Option<Result<Via<'_>, HeaderError>> {
+        if let Some(c) = self.top_via.get() {
+            let value = self
+                .fields
+                .get(c.field as usize)
+                .filter(|f| f.id == Some(HeaderName::Via))
+                .and_then(|f| {
+                    f.value
+                        .resolve(&self.src)
+                        .get(c.start as usize..c.end as usize)
+                });
+            if let Some(via) = value.and_then(|v| Via::from_spans(v, &c.spans)) {
+                return Some(Ok(via));
+            }
+        }
+        let (field, text, value) = self.fields.iter().enumerate().find_map(|(i, f)| {
+            if f.id != Some(HeaderName::Via) {
+                return None;
+            }
+            let text = f.value.resolve(&self.src);
+            split_list(text).next().map(|first| (i, text, first))
+        })?;
+        let via = match Via::parse(value) {
+            Ok(via) => via,
+            Err(e) => return Some(Err(e)),
+        };
+        let start = (value.as_ptr() as usize).checked_sub(text.as_ptr() as usize);
+        let remembered = (|| {
+            let start = start?;
+            Some(TopVia {
+                field: u16::try_from(field).ok()?,
+                start: u16::try_from(start).ok()?,
+                end: u16::try_from(start + value.len()).ok()?,
+                spans: via.spans(value)?,
+            })
+        })();
+        self.top_via.set(remembered);
+        Some(Ok(via))
+    }
+
+    /// The remembered top Via, for a copy of the fields up to and
+    /// including `field` kept in order (a response built from a request).
+    pub(crate) fn top_via_at(&self, field: usize) -> Option<TopVia> {
+        self.top_via.get().filter(|c| c.field as usize == field)
+    }
+
+    /// Takes over a top Via remembered by another message whose Via field
+    /// is this message's field `field`, same text.
+    pub(crate) fn remember_top_via(&self, mut c: TopVia, field: usize) {
+        if let Ok(field) = u16::try_from(field) {
+            c.field = field;
+            self.top_via.set(Some(c));
         }
     }
 
@@ -233,14 +313,14 @@ impl Headers {
     pub fn push(&mut self, name: &str, value: &str) {
         let field = self.new_field(name, value);
         self.fields.push(field);
-        self.modified = true;
+        self.touch();
     }
 
     /// Inserts a header line at `index` (0 = first).
     pub fn insert(&mut self, index: usize, name: &str, value: &str) {
         let field = self.new_field(name, value);
         self.fields.insert(index.min(self.fields.len()), field);
-        self.modified = true;
+        self.touch();
     }
 
     /// Inserts a header line before the first line of the same name, or at
@@ -271,13 +351,13 @@ impl Headers {
                     pos += 1;
                     keep
                 });
-                self.modified = true;
+                self.touch();
             }
             None => {
                 let mut field = self.new_field(name, "");
                 field.value = Text::Owned(value);
                 self.fields.push(field);
-                self.modified = true;
+                self.touch();
             }
         }
     }
@@ -291,7 +371,7 @@ impl Headers {
             .retain(|f| !field_matches(&src, f, known, name.text()));
         let removed = before - self.fields.len();
         if removed > 0 {
-            self.modified = true;
+            self.touch();
         }
         removed
     }
@@ -313,11 +393,11 @@ impl Headers {
                 let f = &mut self.fields[i];
                 f.value = Text::Owned(joined.into());
                 f.raw = None;
-                self.modified = true;
+                self.touch();
                 return first;
             }
             self.fields.remove(i);
-            self.modified = true;
+            self.touch();
             return match first {
                 Some(first) => Some(first),
                 // An empty line: look at the next one.
@@ -326,7 +406,7 @@ impl Headers {
         }
         let value = value.to_owned();
         self.fields.remove(i);
-        self.modified = true;
+        self.touch();
         Some(value)
     }
 
@@ -376,7 +456,7 @@ impl Headers {
         let f = &mut self.fields[i];
         f.value = Text::Owned(new_value);
         f.raw = None;
-        self.modified = true;
+        self.touch();
         true
     }
 
@@ -418,7 +498,7 @@ impl Headers {
             };
             self.fields.push(field);
         }
-        self.modified = true;
+        self.touch();
     }
 }
 
@@ -475,5 +555,106 @@ impl<'a> Iterator for GetAll<'a> {
                 return Some(value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod top_via_tests {
+    use super::*;
+    use crate::packet::{Packet, Request, Response};
+
+    fn request(vias: &str) -> Request {
+        let text = format!(
+            "OPTIONS sip:b@example.com SIP/2.0\r\n{vias}From: <sip:a@example.com>;tag=1\r\n\
+             To: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        match Packet::parse(text.as_bytes()) {
+            Ok(Packet::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn fresh(r: &Request) -> Via<'_> {
+        Via::parse(r.headers().get(HeaderName::Via).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_remembered_top_via_is_the_parsed_one() {
+        let r = request(
+            "Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK1;rport;received=192.0.2.9;maddr=[::1], \
+             SIP/2.0/TCP b.example.com;branch=z9hG4bK2\r\n",
+        );
+        let first = r.top_via().unwrap();
+        assert_eq!(first, fresh(&r));
+        assert!(r.headers.top_via.get().is_some(), "remembered");
+        // Read from the remembered spans: the same, part for part.
+        assert_eq!(r.top_via().unwrap(), first);
+        assert_eq!(r.top_via().unwrap().maddr(), Some("[::1]"));
+        assert_eq!(r.top_via().unwrap().rport(), Some(None));
+    }
+
+    #[test]
+    fn an_empty_first_line_falls_through_as_get_does() {
+        let r = request("Via: ,\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK3\r\n");
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK3"));
+        assert_eq!(r.top_via().unwrap(), fresh(&r));
+    }
+
+    #[test]
+    fn every_change_to_the_headers_forgets_it() {
+        let mut r = request("Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n");
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK1"));
+        r.headers_mut()
+            .replace_first(HeaderName::Via, "SIP/2.0/TCP 192.0.2.2;branch=z9hG4bK22");
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK22"));
+        assert_eq!(r.top_via().unwrap().transport(), "TCP");
+        r.headers_mut()
+            .prepend("Via", "SIP/2.0/TLS 192.0.2.3;branch=z9hG4bK333");
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK333"));
+        r.headers_mut().remove_first(HeaderName::Via);
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK22"));
+        r.headers_mut().insert(0, "X-Pad", "1");
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK22"));
+        r.headers_mut().remove(HeaderName::Via);
+        assert!(r.top_via().is_err());
+    }
+
+    #[test]
+    fn a_response_takes_over_its_requests_top_via() {
+        let r = request(
+            "Max-Forwards: 70\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport=5070\r\n",
+        );
+        let via = r.top_via().unwrap();
+        let resp = Response::for_request(&r, 200, "OK");
+        assert!(resp.headers().top_via.get().is_some(), "taken over");
+        assert_eq!(resp.top_via().unwrap(), via);
+        assert_eq!(
+            resp.top_via().unwrap(),
+            Via::parse(resp.headers().get(HeaderName::Via).unwrap()).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_value_too_long_to_remember_is_parsed_each_time() {
+        let long = "x".repeat(70_000);
+        let text = format!(
+            "OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;p={long}\r\n\
+             Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let unlimited = crate::packet::ParseLimits {
+            max_message_size: usize::MAX,
+            max_headers: usize::MAX,
+            max_line_length: usize::MAX,
+        };
+        let Ok(Packet::Request(r)) = Packet::parse_with(
+            text.as_bytes(),
+            &unlimited,
+            crate::packet::Framing::Datagram,
+        ) else {
+            panic!("parses without limits");
+        };
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK1"));
+        assert!(r.headers.top_via.get().is_none());
+        assert_eq!(r.top_via().unwrap(), fresh(&r));
     }
 }

@@ -118,11 +118,10 @@ impl Message {
 
     /// The topmost Via, parsed.
     pub fn top_via(&self) -> Result<Via<'_>, HeaderError> {
-        Via::parse(
-            self.headers
-                .get(HeaderName::Via)
-                .ok_or(HeaderError::missing("Via"))?,
-        )
+        // Parsed once per message and remembered (see `Headers`).
+        self.headers
+            .top_via()
+            .unwrap_or(Err(HeaderError::missing("Via")))
     }
 
     /// Every Via value, top first.
@@ -457,7 +456,8 @@ impl Response {
         let h = &request.headers;
         let mut fields = Vec::with_capacity(8);
         let dialog_creating = copy_record_route;
-        for f in &h.fields {
+        let mut top_via = None;
+        for (i, f) in h.fields.iter().enumerate() {
             let keep = match f.id {
                 Some(
                     HeaderName::Via
@@ -470,11 +470,19 @@ impl Response {
                 _ => false,
             };
             if keep {
+                // The copied fields keep their order: the request's
+                // parsed top Via serves the response as it is.
+                if top_via.is_none() {
+                    top_via = h.top_via_at(i).map(|c| (c, fields.len()));
+                }
                 fields.push(f.clone());
             }
         }
         resp.msg.headers = Headers::new(src, fields);
         resp.msg.headers.modified = true;
+        if let Some((c, field)) = top_via {
+            resp.msg.headers.remember_top_via(c, field);
+        }
         resp
     }
 

@@ -133,13 +133,11 @@ impl Request {
     }
 
     fn check_vias(&self) -> Result<(), Rejection> {
-        let mut count = 0;
-        for via in self.vias() {
-            via.map_err(Rejection::header)?;
-            count += 1;
-        }
-        if count == 0 {
-            return Err(Rejection::header(HeaderError::missing("Via")));
+        // The top one through the message's remembered parse (the
+        // transaction key and the response route read it again).
+        self.top_via().map_err(Rejection::header)?;
+        for via in self.headers().get_all(HeaderName::Via).skip(1) {
+            super::Via::parse(via).map_err(Rejection::header)?;
         }
         Ok(())
     }

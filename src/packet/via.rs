@@ -197,6 +197,96 @@ impl<'a> Via<'a> {
     }
 }
 
+/// A byte range of a Via value (u16: a value longer than 64 KiB is not
+/// remembered, only parsed).
+type Span = (u16, u16);
+
+/// Where the parts of a parsed Via lie in its value: the message keeps
+/// them for its top Via, so that the stack's many readers of the top Via
+/// (received stamping, transaction keys, response routing) parse it once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViaSpans {
+    protocol: Span,
+    version: Span,
+    transport: Span,
+    host: Span,
+    params: Span,
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    branch: Option<Option<Span>>,
+    received: Option<Option<Span>>,
+    rport: Option<Option<Span>>,
+    maddr: Option<Option<Span>>,
+}
+
+/// The range of `part` inside `base` (`part` must be a slice of it).
+fn span_of(base: &str, part: &str) -> Option<Span> {
+    let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    if end > base.len() {
+        return None;
+    }
+    Some((u16::try_from(start).ok()?, u16::try_from(end).ok()?))
+}
+
+fn at(value: &str, span: Span) -> Option<&str> {
+    value.get(span.0 as usize..span.1 as usize)
+}
+
+fn param_span(value: &str, p: Option<Option<&str>>) -> Option<Option<Option<Span>>> {
+    Some(match p {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(v)) => Some(Some(span_of(value, v)?)),
+    })
+}
+
+fn param_at(value: &str, p: Option<Option<Span>>) -> Option<Option<Option<&str>>> {
+    Some(match p {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(s)) => Some(Some(at(value, s)?)),
+    })
+}
+
+impl<'a> Via<'a> {
+    /// Where this Via's parts lie in `value`, the text it was parsed from;
+    /// `None` when a part is not inside it or the value is too long.
+    pub(crate) fn spans(&self, value: &str) -> Option<ViaSpans> {
+        Some(ViaSpans {
+            protocol: span_of(value, self.protocol)?,
+            version: span_of(value, self.version)?,
+            transport: span_of(value, self.transport)?,
+            host: span_of(value, self.host)?,
+            params: span_of(value, self.params)?,
+            ip: self.ip,
+            port: self.port,
+            branch: param_span(value, self.branch)?,
+            received: param_span(value, self.received)?,
+            rport: param_span(value, self.rport)?,
+            maddr: param_span(value, self.maddr)?,
+        })
+    }
+
+    /// The Via parsed before from `value`, rebuilt from its spans without
+    /// parsing; `None` when a span does not fit `value`.
+    pub(crate) fn from_spans(value: &'a str, s: &ViaSpans) -> Option<Via<'a>> {
+        Some(Via {
+            protocol: at(value, s.protocol)?,
+            version: at(value, s.version)?,
+            transport: at(value, s.transport)?,
+            host: at(value, s.host)?,
+            ip: s.ip,
+            port: s.port,
+            params: at(value, s.params)?,
+            branch: param_at(value, s.branch)?,
+            received: param_at(value, s.received)?,
+            rport: param_at(value, s.rport)?,
+            maddr: param_at(value, s.maddr)?,
+        })
+    }
+}
+
 /// The sent-by part of a Via, for display and comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SentBy<'a> {
