@@ -154,6 +154,20 @@ impl Headers {
         self.top_via.set(None);
     }
 
+    /// Marks the fields changed by an edit that leaves every field before
+    /// `from` in place and touches no Via field: the remembered top Via
+    /// stays when it lies before `from`.
+    fn touch_from(&mut self, from: usize) {
+        self.modified = true;
+        if self
+            .top_via
+            .get()
+            .is_some_and(|c| (c.field as usize) >= from)
+        {
+            self.top_via.set(None);
+        }
+    }
+
     /// The top Via: the first element of the first Via line that has one
     /// (what `get(HeaderName::Via)` gives), parsed once and remembered.
     pub(crate) fn top_via(&self) -> Option<Result<Via<'_>, HeaderError>> {
@@ -313,14 +327,16 @@ impl Headers {
     pub fn push(&mut self, name: &str, value: &str) {
         let field = self.new_field(name, value);
         self.fields.push(field);
-        self.touch();
+        // After every field: the top Via stays what it was.
+        self.touch_from(self.fields.len());
     }
 
     /// Inserts a header line at `index` (0 = first).
     pub fn insert(&mut self, index: usize, name: &str, value: &str) {
         let field = self.new_field(name, value);
-        self.fields.insert(index.min(self.fields.len()), field);
-        self.touch();
+        let index = index.min(self.fields.len());
+        self.fields.insert(index, field);
+        self.touch_from(index);
     }
 
     /// Inserts a header line before the first line of the same name, or at
@@ -351,13 +367,18 @@ impl Headers {
                     pos += 1;
                     keep
                 });
-                self.touch();
+                if known == Some(HeaderName::Via) {
+                    self.touch();
+                } else {
+                    // Lines after `i` may be gone; none before it moved.
+                    self.touch_from(i + 1);
+                }
             }
             None => {
                 let mut field = self.new_field(name, "");
                 field.value = Text::Owned(value);
                 self.fields.push(field);
-                self.touch();
+                self.touch_from(self.fields.len());
             }
         }
     }
@@ -454,9 +475,15 @@ impl Headers {
             whole()
         };
         let f = &mut self.fields[i];
+        let is_via = f.id == Some(HeaderName::Via);
         f.value = Text::Owned(new_value);
         f.raw = None;
-        self.touch();
+        if is_via {
+            self.touch();
+        } else {
+            // Changed in place: no field moved.
+            self.touch_from(self.fields.len());
+        }
         true
     }
 
@@ -620,13 +647,49 @@ mod top_via_tests {
     }
 
     #[test]
+    fn edits_that_leave_the_top_via_in_place_keep_it() {
+        let mut r = request("Max-Forwards: 70\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n");
+        let via = format!("{:?}", r.top_via().unwrap());
+        let remembered = |r: &Request| r.headers.top_via.get().is_some();
+        r.headers_mut().push("Allow", "OPTIONS");
+        assert!(remembered(&r), "push");
+        r.headers_mut().set("To", "<sip:b@example.com>;tag=t");
+        assert!(remembered(&r), "set of a line after the Via");
+        r.headers_mut().replace_first(HeaderName::MaxForwards, "69");
+        assert!(remembered(&r), "replace_first of another header");
+        r.headers_mut().insert(5, "X-After", "1");
+        assert!(remembered(&r), "insert after the Via");
+        assert_eq!(format!("{:?}", r.top_via().unwrap()), via);
+        // Before the Via: its index moves, so it is read again.
+        r.headers_mut().set("Max-Forwards", "68");
+        r.headers_mut().insert(0, "X-Before", "1");
+        assert!(!remembered(&r), "insert before the Via");
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK1"));
+        assert_eq!(r.top_via().unwrap(), fresh(&r));
+    }
+
+    #[test]
+    fn setting_a_header_that_had_lines_before_the_via_forgets_it() {
+        let mut r = request("X-A: 1\r\nX-A: 2\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n");
+        assert!(r.top_via().is_ok());
+        r.headers_mut().set("X-A", "3");
+        assert!(r.headers.top_via.get().is_none(), "the Via moved up a line");
+        assert_eq!(r.top_via().unwrap(), fresh(&r));
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK1"));
+    }
+
+    #[test]
     fn a_response_takes_over_its_requests_top_via() {
         let r = request(
             "Max-Forwards: 70\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;rport=5070\r\n",
         );
         let via = r.top_via().unwrap();
-        let resp = Response::for_request(&r, 200, "OK");
+        let mut resp = Response::for_request(&r, 200, "OK");
         assert!(resp.headers().top_via.get().is_some(), "taken over");
+        // What a UAS does to its response keeps it.
+        resp.set_to_tag("abc");
+        resp.headers_mut().push("Allow", "OPTIONS");
+        assert!(resp.headers().top_via.get().is_some(), "kept");
         assert_eq!(resp.top_via().unwrap(), via);
         assert_eq!(
             resp.top_via().unwrap(),
