@@ -77,6 +77,9 @@ pub(crate) struct TcpTransport {
     listener: Rc<TcpListener>,
     local: SocketAddr,
     listener_handle: Option<FdHandle>,
+    /// The timer that tries `accept` again after it failed for want of
+    /// descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    accept_retry: Option<TimerId>,
     conns: Slab<Conn>,
     by_peer: HashMap<SocketAddr, usize>,
     lru_head: Option<usize>,
@@ -148,6 +151,7 @@ impl TcpTransport {
             listener: Rc::new(listener),
             local,
             listener_handle: None,
+            accept_retry: None,
             conns: Slab::new(),
             by_peer: HashMap::new(),
             lru_head: None,
@@ -190,6 +194,9 @@ impl TcpTransport {
     pub(crate) fn detach(&mut self, lp: &dyn Eventloop) -> Vec<LegEvent> {
         if let Some(h) = self.listener_handle.take() {
             lp.del_fd(h);
+        }
+        if let Some(t) = self.accept_retry.take() {
+            lp.cancel_timer(t);
         }
         let mut events = Vec::new();
         let indices: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
@@ -878,6 +885,7 @@ fn on_accept(leg: &Leg) {
     let mut events = Vec::new();
     // Bounded: one readiness accepts at most this many.
     let mut drained = false;
+    let mut failed = false;
     for _ in 0..ACCEPT_BUDGET {
         let done = transport(leg, |t| {
             match t.listener.accept() {
@@ -906,9 +914,16 @@ fn on_accept(leg: &Leg) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
                 Err(e) => {
-                    // EMFILE and friends: log and try again on the next
-                    // readiness rather than spin.
-                    log::warn!("{leg}: accept failed: {e}");
+                    // EMFILE and friends: the connections stay queued and,
+                    // edge-triggered, raise no new event; try again after
+                    // a pause rather than spin or wait for a new peer.
+                    if t.accept_retry.is_none() {
+                        log::warn!(
+                            "{leg}: accept failed: {e}; trying again in {} ms",
+                            ACCEPT_RETRY.as_millis()
+                        );
+                    }
+                    failed = true;
                     true
                 }
             }
@@ -917,6 +932,9 @@ fn on_accept(leg: &Leg) {
             drained = true;
             break;
         }
+    }
+    if failed {
+        schedule_accept_retry(leg, &*lp);
     }
     if !drained {
         // Edge-triggered: connections still queued raise no new event
@@ -932,6 +950,30 @@ fn on_accept(leg: &Leg) {
 /// Connections accepted per readiness of the listener, before the loop
 /// turns to other descriptors.
 const ACCEPT_BUDGET: usize = 256;
+
+/// How long a listener waits before it tries `accept` again after a
+/// failure for want of resources (EMFILE: the process's descriptor limit).
+pub(crate) const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Arms the accept retry timer, unless it is armed.
+fn schedule_accept_retry(leg: &Leg, lp: &dyn Eventloop) {
+    let armed = transport(leg, |t| t.accept_retry.is_some()).unwrap_or(true);
+    if armed {
+        return;
+    }
+    let weak = leg.downgrade();
+    let id = lp.add_timer(
+        When::In(ACCEPT_RETRY),
+        None,
+        Box::new(move || {
+            if let Some(leg) = Leg::upgrade(&weak) {
+                transport(&leg, |t| t.accept_retry = None);
+                on_accept(&leg);
+            }
+        }),
+    );
+    transport(leg, |t| t.accept_retry = Some(id));
+}
 
 /// What reading a connection produced, handled after the borrow ends.
 struct ReadOutcome {
