@@ -638,6 +638,7 @@ fn uas_allocs(warm: u64, n: u64) -> AllocResult {
     let d = Dispatcher::new(vec![leg], Some(dyn_lp), options).expect("dispatcher");
     let phases = Rc::new(Phases::default());
     let ph = phases.clone();
+    let allow: Rc<str> = Rc::from("INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, REGISTER");
     d.set_receiver(
         move |d: &Dispatcher, p: Packet, _leg, _from: &sip_dispatch::leg::Source| {
             let Packet::Request(req) = p else { return };
@@ -654,12 +655,10 @@ fn uas_allocs(warm: u64, n: u64) -> AllocResult {
                 .collect();
             assert!(unsupported.is_empty());
             let mut resp = Response::for_request(&req, 200, "OK");
-            resp.set_to_tag(&ua::new_tag());
+            resp.set_to_tag(ua::Tag::new().as_str());
             if method == Method::Options {
-                resp.headers_mut().push(
-                    "Allow",
-                    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, REGISTER",
-                );
+                // As the uas: one shared Allow text, no copy per answer.
+                resp.headers_mut().push_shared("Allow", allow.clone());
             }
             let a1 = allocs();
             d.deliver(resp, DeliverOptions::default()).expect("deliver");

@@ -81,6 +81,12 @@ const USAGE: &str = "[--listen SPEC]... [--threads N] [--answer-after-ms N] [--f
 /// Extensions this UAS supports (for Require, RFC 3261 8.2.2.3).
 const SUPPORTED: &[&str] = &[];
 
+thread_local! {
+    /// The methods this UAS allows (RFC 3261 20.5), one shared text per
+    /// thread: every answer to OPTIONS carries it without a copy.
+    static ALLOW: Rc<str> = Rc::from("INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, REGISTER");
+}
+
 /// Most threads `--threads` takes: beyond the cores of any machine this
 /// runs on, each thread only costs descriptors and memory.
 const MAX_THREADS: usize = 1024;
@@ -213,7 +219,7 @@ fn respond(
     let mut resp = Response::for_request(req, code, reason(code));
     match tag {
         Some(tag) => resp.set_to_tag(tag),
-        None if code > 100 && req.to_tag().is_none() => resp.set_to_tag(&ua::new_tag()),
+        None if code > 100 && req.to_tag().is_none() => resp.set_to_tag(ua::Tag::new().as_str()),
         None => {}
     }
     extra(&mut resp);
@@ -255,7 +261,7 @@ fn handle(
     // Policy checks the dispatcher leaves to the user agent (RFC 3261
     // 8.2.2.1, 8.2.2.3, 8.2.3; RFC 4475 3.3).
     if req.uri().as_sip().is_none() {
-        respond(d, &req, 416, Some(&ua::new_tag()), |_| {});
+        respond(d, &req, 416, Some(ua::Tag::new().as_str()), |_| {});
         return;
     }
     let unsupported: Vec<String> = req
@@ -264,19 +270,16 @@ fn handle(
         .map(str::to_owned)
         .collect();
     if !unsupported.is_empty() {
-        respond(d, &req, 420, Some(&ua::new_tag()), |r| {
+        respond(d, &req, 420, Some(ua::Tag::new().as_str()), |r| {
             r.headers_mut().push("Unsupported", &unsupported.join(", "))
         });
         return;
     }
     match method {
         Method::Options | Method::Message | Method::Info => {
-            respond(d, &req, 200, Some(&ua::new_tag()), |r| {
+            respond(d, &req, 200, Some(ua::Tag::new().as_str()), |r| {
                 if method == Method::Options {
-                    r.headers_mut().push(
-                        "Allow",
-                        "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, REGISTER",
-                    );
+                    r.headers_mut().push_shared("Allow", ALLOW.with(Rc::clone));
                 }
             });
         }
@@ -287,7 +290,7 @@ fn handle(
                 .map(str::to_owned)
                 .collect();
             let expires = req.headers().get(HeaderName::Expires).map(str::to_owned);
-            respond(d, &req, 200, Some(&ua::new_tag()), |r| {
+            respond(d, &req, 200, Some(ua::Tag::new().as_str()), |r| {
                 for c in &contacts {
                     r.headers_mut().push("Contact", c);
                 }
@@ -339,7 +342,7 @@ fn handle(
             }
         }
         Method::Invite => invite(d, state, cfg, req, leg, from),
-        _ => respond(d, &req, 501, Some(&ua::new_tag()), |_| {}),
+        _ => respond(d, &req, 501, Some(ua::Tag::new().as_str()), |_| {}),
     }
 }
 
@@ -360,7 +363,7 @@ fn invite(
             .to_ascii_lowercase()
             .starts_with("application/sdp")
         {
-            respond(d, &req, 415, Some(&ua::new_tag()), |r| {
+            respond(d, &req, 415, Some(ua::Tag::new().as_str()), |r| {
                 r.headers_mut().push("Accept", "application/sdp")
             });
             return;

@@ -21,7 +21,7 @@ use server::{ServerState, ServerTx};
 use super::arena::Arena;
 use super::client::build_ack;
 use super::client::{Action, ClientState, ClientTimer, ClientTx};
-use super::index::{DstIndex, Keys, MultiIndex};
+use super::index::{DstIndex, HashIndex, Keys, MultiIndex};
 use super::options::Settings;
 use super::resolve::{Plan, Resolved};
 use super::route::{self, response_destination};
@@ -93,6 +93,50 @@ struct Labels {
     callid: Option<Box<str>>,
 }
 
+/// A delivery's targets, in the order to try. Most have one (a response,
+/// a request to an IP literal or through an outgoing proxy): kept inline,
+/// no allocation.
+#[derive(Debug)]
+enum Targets {
+    None,
+    One(Target),
+    Many(Vec<Target>),
+}
+
+impl Targets {
+    fn from_vec(mut targets: Vec<Target>) -> Targets {
+        match targets.len() {
+            0 => Targets::None,
+            1 => targets.pop().map_or(Targets::None, Targets::One),
+            _ => Targets::Many(targets),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Targets::None => 0,
+            Targets::One(_) => 1,
+            Targets::Many(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&Target> {
+        match self {
+            Targets::None => None,
+            Targets::One(t) => (i == 0).then_some(t),
+            Targets::Many(v) => v.get(i),
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Target> {
+        match self {
+            Targets::None => None,
+            Targets::One(t) => (i == 0).then_some(t),
+            Targets::Many(v) => v.get_mut(i),
+        }
+    }
+}
+
 /// A delivery's packet. A request kept for retransmission drops its
 /// parsed form once sent: its prepared bytes (`Delivery::bytes`) hold it,
 /// under our Via, and the rare paths that need it parsed (another target,
@@ -153,7 +197,7 @@ struct Delivery {
     labels: Option<Box<Labels>>,
     callback: Option<DeliveryCallback>,
     mode: Mode,
-    targets: Vec<Target>,
+    targets: Targets,
     target_index: usize,
     allowed_legs: Option<LegId>,
     allowed_proto: Box<[Protocol]>,
@@ -272,7 +316,9 @@ pub(crate) struct Core {
     queued_tokens: HashMap<SendToken, DeliveryId>,
     by_dst: HashMap<(Protocol, SocketAddr), DstIndex>,
     servers: Arena<ServerTx>,
-    server_keys: HashMap<TransactionKey, (u32, u32)>,
+    /// Server transactions by the hash of their key (`Keys::of_transaction`
+    /// of the key's id and method); a hit is confirmed against the key.
+    server_keys: HashIndex<(u32, u32)>,
     server_order: VecDeque<(u32, u32)>,
     /// Server transactions by the stream connection their request came on,
     /// so that a closing connection touches only its own transactions.
@@ -307,7 +353,7 @@ impl Core {
             queued_tokens: HashMap::new(),
             by_dst: HashMap::new(),
             servers: Arena::default(),
-            server_keys: HashMap::new(),
+            server_keys: HashIndex::default(),
             server_order: VecDeque::new(),
             server_by_conn: HashMap::new(),
             wheel: TimerWheel::new(),
@@ -495,7 +541,7 @@ impl Core {
             labels,
             callback: opts.callback,
             mode,
-            targets: Vec::new(),
+            targets: Targets::None,
             target_index: 0,
             allowed_legs: opts.leg,
             allowed_proto: opts.allowed_proto.into_boxed_slice(),
@@ -539,12 +585,12 @@ impl Core {
                     );
                     return Ok(id);
                 }
-                self.set_targets(id, vec![Target { leg, dst }], now);
+                self.set_targets(id, Targets::One(Target { leg, dst }), now);
             }
             (leg, Some(dst)) => {
                 let found = self.first_leg_for(dst.proto, &dst.addr, leg);
                 match found {
-                    Some(l) => self.set_targets(id, vec![Target { leg: l, dst }], now),
+                    Some(l) => self.set_targets(id, Targets::One(Target { leg: l, dst }), now),
                     None => self.finish(
                         id,
                         DeliveryOutcome::Failed(Error::new(
@@ -689,7 +735,7 @@ impl Core {
             self.finish(id, DeliveryOutcome::Failed(e));
             return;
         }
-        self.set_targets(id, targets, now);
+        self.set_targets(id, Targets::from_vec(targets), now);
     }
 
     /// RFC 3263 4.3 across deliveries: blacklisted targets (503 with
@@ -757,7 +803,7 @@ impl Core {
         targets
     }
 
-    fn set_targets(&mut self, id: DeliveryId, targets: Vec<Target>, now: Instant) {
+    fn set_targets(&mut self, id: DeliveryId, targets: Targets, now: Instant) {
         self.unindex_dst(id);
         let Some(d) = self.get_mut(id) else { return };
         d.targets = targets;
@@ -773,27 +819,26 @@ impl Core {
             return;
         };
         let only = d.allowed_legs;
-        if let Some(key) = resp.server_key() {
-            if let Some(&sid) = self.server_keys.get(&key) {
-                if let Some(tx) = self.servers.get(sid.0, sid.1) {
-                    let dst = response_destination(&tx.source, resp);
-                    let target = Target { leg: tx.leg, dst };
-                    if let Some(d) = self.get_mut(id) {
-                        d.server = Some(sid);
-                    }
-                    self.set_targets(id, vec![target], now);
-                    return;
-                }
+        let sid = resp
+            .with_server_key(|key, method| self.find_server(key, method))
+            .flatten();
+        if let Some((sid, tx)) = sid.and_then(|sid| Some((sid, self.servers.get(sid.0, sid.1)?))) {
+            let dst = response_destination(&tx.source, resp);
+            let target = Target { leg: tx.leg, dst };
+            if let Some(d) = self.get_mut(id) {
+                d.server = Some(sid);
             }
+            self.set_targets(id, Targets::One(target), now);
+            return;
         }
         match route::via_destination(resp) {
             Ok((proto, addr)) => match self.first_leg_for(proto, &addr, only) {
                 Some(leg) => self.set_targets(
                     id,
-                    vec![Target {
+                    Targets::One(Target {
                         leg,
                         dst: Destination::new(proto, addr),
-                    }],
+                    }),
                     now,
                 ),
                 None => {
@@ -874,7 +919,9 @@ impl Core {
                             if let Some(d) = self.deliveries.get_mut(id.index, id.generation) {
                                 d.size_fallback = Some(udp_leg);
                                 let i = d.target_index;
-                                d.targets[i] = target.clone();
+                                if let Some(t) = d.targets.get_mut(i) {
+                                    *t = target.clone();
+                                }
                             }
                         }
                     }
@@ -1075,8 +1122,10 @@ impl Core {
         if let Some(udp_leg) = d.size_fallback.take() {
             // 18.1.1: "if the TCP connect fails, UDP once".
             let i = d.target_index;
-            d.targets[i].leg = udp_leg;
-            d.targets[i].dst.proto = Protocol::Udp;
+            if let Some(t) = d.targets.get_mut(i) {
+                t.leg = udp_leg;
+                t.dst.proto = Protocol::Udp;
+            }
             d.default_udp = false;
             log::debug!("{id}: TCP for a large request failed ({error}); trying UDP");
             self.restart(id, now, false);
@@ -1562,12 +1611,18 @@ impl Core {
             return;
         }
         if self.s.server_transactions {
-            let Some(key) = req.server_key() else {
+            // Looked up without building the key; built (once) only for a
+            // new transaction.
+            let found = req.with_server_key(|key, method| {
+                self.find_server(key, method)
+                    .ok_or_else(|| TransactionKey::from_parts(key, method.clone()))
+            });
+            let Some(found) = found else {
                 self.effects
                     .push_back(Effect::PassUp(Packet::Request(req), leg, from));
                 return;
             };
-            if let Some(&sid) = self.server_keys.get(&key) {
+            if let Ok(sid) = found {
                 self.stats.absorbed_requests += 1;
                 let Some(tx) = self.servers.get(sid.0, sid.1) else {
                     return;
@@ -1590,36 +1645,50 @@ impl Core {
                 }
                 return;
             }
-            self.new_server_tx(key, &req, leg, &from, now);
+            if let Err(key) = found {
+                self.new_server_tx(key, &req, leg, &from, now);
+            }
         }
         self.effects
             .push_back(Effect::PassUp(Packet::Request(req), leg, from));
     }
 
+    /// The server transaction with this key (id text and method).
+    fn find_server(&self, key: &str, method: &Method) -> Option<(u32, u32)> {
+        let sid = *self
+            .server_keys
+            .get(&self.keys.of_transaction(key, method))?;
+        self.servers
+            .get(sid.0, sid.1)
+            .filter(|tx| tx.key.is(key, method))
+            .map(|_| sid)
+    }
+
     fn receive_ack(&mut self, ack: Request, leg: LegId, from: Source, now: Instant) {
         // The ACK of a non-2xx final: same branch as the INVITE.
-        if let Some(key) = ack.server_key() {
-            if let Some(&sid) = self.server_keys.get(&key) {
-                let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
-                    return;
-                };
-                if tx.state == ServerState::Completed {
-                    tx.state = ServerState::Confirmed;
-                    let reliable = tx.source.proto.is_reliable();
-                    let rd = tx.response_delivery.take();
-                    if let Some(rd) = rd {
-                        self.finish(rd, DeliveryOutcome::Sent);
-                    }
-                    let linger = if reliable {
-                        Duration::ZERO
-                    } else {
-                        self.s.timers.t4
-                    };
-                    self.arm_server_expire(sid, linger, now);
-                }
-                self.stats.absorbed_requests += 1;
+        let sid = ack
+            .with_server_key(|key, method| self.find_server(key, method))
+            .flatten();
+        if let Some(sid) = sid {
+            let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
                 return;
+            };
+            if tx.state == ServerState::Completed {
+                tx.state = ServerState::Confirmed;
+                let reliable = tx.source.proto.is_reliable();
+                let rd = tx.response_delivery.take();
+                if let Some(rd) = rd {
+                    self.finish(rd, DeliveryOutcome::Sent);
+                }
+                let linger = if reliable {
+                    Duration::ZERO
+                } else {
+                    self.s.timers.t4
+                };
+                self.arm_server_expire(sid, linger, now);
             }
+            self.stats.absorbed_requests += 1;
+            return;
         }
         // The ACK of a 2xx: matched by dialog (13.3.1.4).
         let cseq = ack.cseq().map(|c| c.number).unwrap_or(0);
@@ -1651,11 +1720,12 @@ fn retry_after(resp: &Response) -> Option<u64> {
 mod size_tests {
     /// A guard on the per-delivery footprint (a million may be pending):
     /// the packet's own struct is 272 bytes of it (72 of them the
-    /// remembered top Via, which saves three Via parses per transaction).
+    /// remembered top Via, which saves three Via parses per transaction),
+    /// and a single target is inline (no heap `Vec` of one).
     #[test]
     fn delivery_stays_small() {
         assert!(
-            std::mem::size_of::<super::Delivery>() <= 528,
+            std::mem::size_of::<super::Delivery>() <= 584,
             "{}",
             std::mem::size_of::<super::Delivery>()
         );

@@ -331,6 +331,24 @@ impl Headers {
         self.touch_from(self.fields.len());
     }
 
+    /// Appends a header line whose value is shared: no copy of the text
+    /// (a value many messages carry, like a server's `Allow`).
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use sip_dispatch::packet::{HeaderName, Headers};
+    /// let allow: Rc<str> = Rc::from("INVITE, ACK, BYE");
+    /// let mut h = Headers::empty();
+    /// h.push_shared("Allow", allow.clone());
+    /// assert_eq!(h.get(HeaderName::Allow), Some("INVITE"));
+    /// assert_eq!(h.lines(HeaderName::Allow).next(), Some("INVITE, ACK, BYE"));
+    /// ```
+    pub fn push_shared(&mut self, name: &str, value: Rc<str>) {
+        let field = self.new_field_with(name, Text::Owned(value));
+        self.fields.push(field);
+        self.touch_from(self.fields.len());
+    }
+
     /// Inserts a header line at `index` (0 = first).
     pub fn insert(&mut self, index: usize, name: &str, value: &str) {
         let field = self.new_field(name, value);
@@ -375,8 +393,7 @@ impl Headers {
                 }
             }
             None => {
-                let mut field = self.new_field(name, "");
-                field.value = Text::Owned(value);
+                let field = self.new_field_with(name, Text::Owned(value));
                 self.fields.push(field);
                 self.touch_from(self.fields.len());
             }
@@ -488,6 +505,10 @@ impl Headers {
     }
 
     fn new_field(&self, name: &str, value: &str) -> Field {
+        self.new_field_with(name, Text::Owned(value.into()))
+    }
+
+    fn new_field_with(&self, name: &str, value: Text) -> Field {
         let id = HeaderName::parse(name);
         let name = match id {
             Some(h) if h.as_str() == name => Text::known(h),
@@ -495,7 +516,7 @@ impl Headers {
         };
         Field {
             name,
-            value: Text::Owned(value.into()),
+            value,
             id,
             raw: None,
         }

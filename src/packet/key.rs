@@ -58,6 +58,25 @@ impl TransactionKey {
         }
     }
 
+    /// The key's id text: branch and sent-by, or the RFC 2543 parts.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether this is the key with that id text and method (see
+    /// [`Request::with_server_key`]).
+    pub(crate) fn is(&self, id: &str, method: &Method) -> bool {
+        &*self.id == id && self.method == *method
+    }
+
+    /// A key from the id text [`Request::with_server_key`] gave.
+    pub(crate) fn from_parts(id: &str, method: Method) -> TransactionKey {
+        TransactionKey {
+            id: id.into(),
+            method,
+        }
+    }
+
     /// A client key from a branch and method: what a client transaction
     /// registers when it sends a request with that branch.
     pub fn client(branch: &str, method: Method) -> TransactionKey {
@@ -84,6 +103,17 @@ impl Request {
         server_key(self, method)
     }
 
+    /// [`Request::server_key`] without building it: `f` gets the key's id
+    /// text (in a per-thread buffer) and its method. For lookups that
+    /// need no key of their own.
+    pub(crate) fn with_server_key<R>(&self, f: impl FnOnce(&str, &Method) -> R) -> Option<R> {
+        let method = match self.method() {
+            Method::Ack => Method::Invite,
+            m => m.clone(),
+        };
+        with_server_id(self, &method, f)
+    }
+
     /// The key of the client transaction this request starts: its top Via
     /// branch and its method (RFC 3261 17.1.3).
     pub fn client_key(&self) -> Option<TransactionKey> {
@@ -104,6 +134,13 @@ impl Response {
     pub fn server_key(&self) -> Option<TransactionKey> {
         server_key(self, self.cseq().ok()?.method)
     }
+
+    /// [`Response::server_key`] without building it (see
+    /// [`Request::with_server_key`]).
+    pub(crate) fn with_server_key<R>(&self, f: impl FnOnce(&str, &Method) -> R) -> Option<R> {
+        let method = self.cseq().ok()?.method;
+        with_server_id(self, &method, f)
+    }
 }
 
 thread_local! {
@@ -113,8 +150,19 @@ thread_local! {
 }
 
 fn server_key(msg: &Message, method: Method) -> Option<TransactionKey> {
+    let id = with_server_id(msg, &method, |id, _| Box::<str>::from(id))?;
+    Some(TransactionKey { id, method })
+}
+
+/// Writes the server transaction id of `msg` into the per-thread buffer
+/// and hands it to `f`; `None` without a usable top Via.
+fn with_server_id<R>(
+    msg: &Message,
+    method: &Method,
+    f: impl FnOnce(&str, &Method) -> R,
+) -> Option<R> {
     let via = msg.top_via().ok()?;
-    let id = SCRATCH.with(|scratch| {
+    Some(SCRATCH.with(|scratch| {
         // A re-entrant call (never expected) gets a fresh buffer.
         let mut own = String::new();
         let mut guard = scratch.try_borrow_mut();
@@ -124,9 +172,8 @@ fn server_key(msg: &Message, method: Method) -> Option<TransactionKey> {
         };
         id.clear();
         write_server_id(msg, &via, id);
-        Box::<str>::from(id.as_str())
-    });
-    Some(TransactionKey { id, method })
+        f(id, method)
+    }))
 }
 
 fn write_server_id(msg: &Message, via: &super::via::Via<'_>, id: &mut String) {

@@ -49,7 +49,45 @@ pub fn new_branch() -> String {
 
 /// A new From/To tag.
 pub fn new_tag() -> String {
-    format!("{:012x}", random() >> 16)
+    Tag::new().to_string()
+}
+
+/// A new From/To tag on the stack: 12 hex digits, no allocation (for a
+/// tag that is copied into a header at once).
+///
+/// ```
+/// let tag = sip_dispatch::ua::Tag::new();
+/// assert_eq!(tag.as_str().len(), 12);
+/// assert!(tag.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tag([u8; 12]);
+
+impl Tag {
+    /// A new random tag.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Tag {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut x = random() >> 16;
+        let mut digits = [b'0'; 12];
+        for d in digits.iter_mut().rev() {
+            *d = HEX[(x & 0xf) as usize];
+            x >>= 4;
+        }
+        Tag(digits)
+    }
+
+    /// The tag's text.
+    pub fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or("000000000000")
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A new Call-ID, `random@host`.

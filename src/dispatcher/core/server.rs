@@ -55,8 +55,9 @@ impl Core {
             self.server_expired(oldest);
         }
         let invite = *req.method() == Method::Invite;
+        let hash = self.keys.of_transaction(key.id(), key.method());
         let sid = self.servers.insert(ServerTx {
-            key: key.clone(),
+            key,
             leg,
             source: from.clone(),
             invite,
@@ -65,7 +66,7 @@ impl Core {
             response_delivery: None,
             expire: None,
         });
-        self.server_keys.insert(key, sid);
+        self.server_keys.insert(hash, sid);
         self.server_order.push_back(sid);
         if let Some(conn) = from.conn {
             let servers = &self.servers;
@@ -120,8 +121,9 @@ impl Core {
         if let Some(k) = tx.expire {
             self.wheel.cancel(k);
         }
-        if self.server_keys.get(&tx.key) == Some(&sid) {
-            self.server_keys.remove(&tx.key);
+        let hash = self.keys.of_transaction(tx.key.id(), tx.key.method());
+        if self.server_keys.get(&hash) == Some(&sid) {
+            self.server_keys.remove(&hash);
         }
         // server_order is trimmed lazily: stale entries are skipped when
         // popped (their ids no longer resolve).
