@@ -419,12 +419,23 @@ impl Headers {
     /// stays); otherwise the whole first line. This is how a proxy or a
     /// client pops its own Via.
     pub fn remove_first<N: AsHeaderName>(&mut self, name: N) -> Option<String> {
-        let i = self.position(&name)?;
+        self.take_first(&name, str::to_owned)
+    }
+
+    /// [`Headers::remove_first`] without returning the value (no copy of
+    /// it); returns whether there was one.
+    pub(crate) fn drop_first<N: AsHeaderName>(&mut self, name: N) -> bool {
+        self.take_first(&name, |_| ()).is_some()
+    }
+
+    /// Removes the first value of a header and gives `keep` a look at it.
+    fn take_first<N: AsHeaderName, R>(&mut self, name: &N, keep: impl Fn(&str) -> R) -> Option<R> {
+        let i = self.position(name)?;
         let f = &self.fields[i];
         let value = f.value.resolve(&self.src);
         if f.id.is_some_and(HeaderName::is_list) {
             let mut items = split_list(value);
-            let first = items.next().map(str::to_owned);
+            let first = items.next().map(&keep);
             let rest: Vec<&str> = items.collect();
             if first.is_some() && !rest.is_empty() {
                 let joined = rest.join(", ");
@@ -439,10 +450,10 @@ impl Headers {
             return match first {
                 Some(first) => Some(first),
                 // An empty line: look at the next one.
-                None => self.remove_first(name),
+                None => self.take_first(name, keep),
             };
         }
-        let value = value.to_owned();
+        let value = keep(value);
         self.fields.remove(i);
         self.touch();
         Some(value)

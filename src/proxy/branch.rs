@@ -27,21 +27,49 @@ impl Fnv {
         self.bytes(value.as_bytes());
         self
     }
+
+    /// `field(&value.to_ascii_lowercase())` (or uppercase), without the
+    /// copy.
+    fn field_cased(&mut self, value: &str, upper: bool) -> &mut Fnv {
+        self.bytes(&(value.len() as u64).to_le_bytes());
+        for b in value.bytes() {
+            let b = if upper {
+                b.to_ascii_uppercase()
+            } else {
+                b.to_ascii_lowercase()
+            };
+            self.bytes(&[b]);
+        }
+        self
+    }
+
+    /// `field` of a number in decimal, or of "" for none, without the
+    /// string.
+    fn field_number(&mut self, n: Option<u64>) -> &mut Fnv {
+        let mut digits = [0u8; 20];
+        let text = match n {
+            Some(n) => crate::packet::decimal(n, &mut digits),
+            None => &[],
+        };
+        self.bytes(&(text.len() as u64).to_le_bytes());
+        self.bytes(text);
+        self
+    }
 }
 
 /// The branch this proxy puts into its Via when it forwards `req`, whose
 /// topmost Via (before the proxy's own) is `top` (see the module docs).
 pub(crate) fn derive_branch(req: &Request, top: &Via<'_>) -> String {
-    let cseq = req.cseq().map(|c| c.number.to_string()).unwrap_or_default();
+    let cseq = req.cseq().ok().map(|c| u64::from(c.number));
     let call_id = req.call_id().unwrap_or("");
     let from_tag = req.from_tag().unwrap_or("");
-    let port = top.port().map(|p| p.to_string()).unwrap_or_default();
+    let port = top.port().map(u64::from);
     let mut tx = Fnv::new();
     if top.has_rfc3261_branch() {
         tx.field("3261")
             .field(top.branch().unwrap_or(""))
-            .field(&top.host().to_ascii_lowercase())
-            .field(&port);
+            .field_cased(top.host(), false)
+            .field_number(port);
     } else {
         // RFC 2543: no usable branch. The top Via counts by the parts that
         // a retransmission repeats (received/rport are the leg's stamps).
@@ -49,11 +77,11 @@ pub(crate) fn derive_branch(req: &Request, top: &Via<'_>) -> String {
             .field(req.to_tag().unwrap_or(""))
             .field(from_tag)
             .field(call_id)
-            .field(&cseq)
+            .field_number(cseq)
             .field(req.uri().as_str())
-            .field(&top.transport().to_ascii_uppercase())
-            .field(&top.host().to_ascii_lowercase())
-            .field(&port)
+            .field_cased(top.transport(), true)
+            .field_cased(top.host(), false)
+            .field_number(port)
             .field(top.branch().unwrap_or(""));
     }
     // What decides where the request goes: unchanged when it comes back in
@@ -68,7 +96,7 @@ pub(crate) fn derive_branch(req: &Request, top: &Via<'_>) -> String {
     for p in req.headers().get_all(HeaderName::ProxyRequire) {
         route.field(p.trim());
     }
-    route.field(call_id).field(from_tag).field(&cseq);
+    route.field(call_id).field(from_tag).field_number(cseq);
     format!("z9hG4bK{:016x}.{:016x}", tx.0, route.0)
 }
 

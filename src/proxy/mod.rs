@@ -191,13 +191,21 @@ impl Inner {
     /// back unchanged (16.3 step 4): one of our Vias carries the branch we
     /// compute now for the Via below it (the one that was on top then).
     fn looped(&self, req: &Request) -> bool {
-        let vias: Vec<Via<'_>> = req.vias().filter_map(Result::ok).collect();
-        vias.windows(2).any(|pair| {
-            self.via_is_mine(&pair[0])
-                && pair[0]
+        let mut vias = req.vias().filter_map(Result::ok);
+        let Some(mut above) = vias.next() else {
+            return false;
+        };
+        for below in vias {
+            if self.via_is_mine(&above)
+                && above
                     .branch()
-                    .is_some_and(|b| b == derive_branch(req, &pair[1]))
-        })
+                    .is_some_and(|b| b == derive_branch(req, &below))
+            {
+                return true;
+            }
+            above = below;
+        }
+        false
     }
 
     /// One of the dispatcher's legs by id (refreshing the snapshot when
@@ -269,14 +277,18 @@ fn describe(req: &Request) -> String {
 
 /// Answers a request statelessly: the response goes where its top Via
 /// says (received, rport). An ACK is never answered.
-fn answer(d: &Dispatcher, req: &Request, code: u16, reason: &str, tag: &str) {
+/// The To tag is derived from the request (the same for its
+/// retransmissions), only when an answer is made.
+fn answer(d: &Dispatcher, req: &Request, code: u16, reason: &str) {
     if *req.method() == Method::Ack {
         log::info!("dropping {} (would answer {code} {reason})", describe(req));
         return;
     }
     log::info!("answering {} with {code} {reason}", describe(req));
     let mut resp = Response::for_request(req, code, reason);
-    resp.set_to_tag(tag);
+    if let Ok(top) = req.top_via() {
+        resp.set_to_tag(&derived_tag(&derive_branch(req, &top)));
+    }
     if code == 420 {
         let unsupported = req.unsupported_proxy_require(SUPPORTED).join(", ");
         resp.headers_mut().push("Unsupported", &unsupported);
@@ -290,41 +302,38 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
     // Make sure the leg snapshot knows the leg this came in on.
     let _ = proxy.leg(d, in_leg);
     log::debug!("request from {from}: {}", describe(&req));
-    let Ok(top) = req.top_via() else {
+    if req.top_via().is_err() {
         // The leg drops requests without a usable Via; keep it that way.
         log::warn!("dropping a request without Via from {from}");
         return;
-    };
-    // Only for the responses made here; the Via branch is derived below,
-    // after Route processing.
-    let tag = derived_tag(&derive_branch(&req, &top));
+    }
     // 16.3 step 2: a scheme we cannot route.
     if req.unsupported_uri_scheme(&["sip", "sips"]).is_some() && req.routes().next().is_none() {
-        answer(d, &req, 416, "Unsupported URI Scheme", &tag);
+        answer(d, &req, 416, "Unsupported URI Scheme");
         return;
     }
     // 16.3 step 3.
     let max_forwards = match req.max_forwards() {
         Ok(mf) => mf.unwrap_or(70),
         Err(e) => {
-            answer(d, &req, 400, &format!("Bad Request ({e})"), &tag);
+            answer(d, &req, 400, &format!("Bad Request ({e})"));
             return;
         }
     };
     if max_forwards == 0 {
-        answer(d, &req, 483, "Too Many Hops", &tag);
+        answer(d, &req, 483, "Too Many Hops");
         return;
     }
     // 16.3 step 5.
     if !req.unsupported_proxy_require(SUPPORTED).is_empty() {
-        answer(d, &req, 420, "Bad Extension", &tag);
+        answer(d, &req, 420, "Bad Extension");
         return;
     }
     // 16.4, then 16.3 step 4 on the request as it will be routed: our own
     // Route entries do not decide where it goes, so they do not count.
     proxy.preprocess_routes(&mut req);
     if proxy.looped(&req) {
-        answer(d, &req, 482, "Loop Detected", &tag);
+        answer(d, &req, 482, "Loop Detected");
         return;
     }
     let branch = match req.top_via() {
@@ -339,7 +348,7 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
         Some(r) => match route_uri(r) {
             Some(u) => Some(u),
             None => {
-                answer(d, &req, 400, "Bad Request (unusable Route)", &tag);
+                answer(d, &req, 400, "Bad Request (unusable Route)");
                 return;
             }
         },
@@ -358,25 +367,28 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
         None => match req.uri().as_sip() {
             Some(u) => u.clone(),
             None => {
-                answer(d, &req, 416, "Unsupported URI Scheme", &tag);
+                answer(d, &req, 416, "Unsupported URI Scheme");
                 return;
             }
         },
     };
     // 16.6 step 3.
-    req.headers_mut()
-        .set("Max-Forwards", &(max_forwards - 1).to_string());
+    let mut digits = [0u8; 20];
+    let decremented = crate::packet::decimal(u64::from(max_forwards - 1), &mut digits);
+    req.headers_mut().set(
+        "Max-Forwards",
+        std::str::from_utf8(decremented).unwrap_or("0"),
+    );
     let proxy = proxy.clone();
     let from = from.clone();
-    let hop = next_hop.clone();
-    d.resolve_uri(&hop, &[], None, move |d, result| {
+    d.resolve_uri(&next_hop, &[], None, move |d, result| {
         // Stateless: no failover, the first target is the one (16.11).
         match result.as_deref().map(<[Target]>::first) {
-            Ok(Some(target)) => forward(d, &proxy, req, branch, in_leg, &from, target, &tag),
-            Ok(None) => answer(d, &req, 502, "Bad Gateway (EHOSTUNREACH)", &tag),
+            Ok(Some(target)) => forward(d, &proxy, req, branch, in_leg, &from, target),
+            Ok(None) => answer(d, &req, 502, "Bad Gateway (EHOSTUNREACH)"),
             Err(e) => {
-                log::warn!("{}: no route to {next_hop}: {e}", describe(&req));
-                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()), &tag);
+                log::warn!("{}: no route to its next hop: {e}", describe(&req));
+                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
             }
         }
     });
@@ -391,7 +403,6 @@ fn forward(
     in_leg: LegId,
     from: &Source,
     target: &Target,
-    tag: &str,
 ) {
     let method = req.method().clone();
     if proxy.record_route && !matches!(method, Method::Register | Method::Cancel | Method::Ack) {
@@ -416,7 +427,6 @@ fn forward(
     // A send that fails (a TCP connect refused) is answered like a
     // resolution failure; the request is kept for that.
     let on_failure = (method != Method::Ack).then(|| req.clone());
-    let tag = tag.to_owned();
     let options = DeliverOptions {
         leg: Some(target.leg),
         dst_addr: Some(target.dst.clone()),
@@ -425,7 +435,7 @@ fn forward(
         callback: Some(Box::new(move |d, outcome| {
             if let (DeliveryOutcome::Failed(e), Some(req)) = (outcome, on_failure) {
                 log::warn!("{}: forwarding failed: {e}", describe(&req));
-                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()), &tag);
+                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
             }
         })),
         ..DeliverOptions::default()
@@ -438,9 +448,9 @@ fn forward(
 fn on_response(d: &Dispatcher, mut resp: Response, from: &Source) {
     // The leg passed it up because the top Via is ours: remove it (16.7
     // step 3), and what is left says where it goes.
-    resp.headers_mut().remove_first(HeaderName::Via);
+    resp.headers_mut().drop_first(HeaderName::Via);
     let next = match resp.top_via() {
-        Ok(via) => via.sent_by().to_string(),
+        Ok(via) => via.sent_by(),
         Err(_) => {
             log::info!(
                 "dropping {} {} from {from}: no Via left after ours",
