@@ -184,7 +184,11 @@ fn write_server_id(msg: &Message, via: &super::via::Via<'_>, id: &mut String) {
             id.push(c.to_ascii_lowercase());
         }
         if let Some(p) = via.port() {
-            let _ = write!(id, ":{p}");
+            id.push(':');
+            let mut digits = [0u8; 20];
+            id.push_str(
+                std::str::from_utf8(super::decimal(u64::from(p), &mut digits)).unwrap_or(""),
+            );
         }
     } else {
         let _ = write!(
