@@ -540,6 +540,16 @@ fn cancel_delivery_stops_retransmissions_without_callback() {
     )
     .unwrap();
     w.run_until(Duration::from_millis(700), || false);
+    // Near misses of the tid "cx-1 7" (the sent request is kept only as
+    // its bytes by now, so the tid is compared from its parts).
+    for other in [
+        "cx-1 70", "cx-1 ", "cx-1  7", "cx-17", "cx-1 8", "x-1 7", "cx-1 7 ",
+    ] {
+        assert!(
+            !uac.cancel_delivery(Cancel::Id(other.into())),
+            "{other:?} is not the tid"
+        );
+    }
     assert!(
         uac.cancel_delivery(Cancel::Id("cx-1 7".into())),
         "by id (tid: Call-ID and CSeq number)"

@@ -180,10 +180,14 @@ impl Stored {
         }
     }
 
-    fn tid(&self) -> String {
+    /// The parts of the packet's tid: Call-ID and CSeq number.
+    fn tid_parts(&self) -> (&str, u32) {
         match self {
-            Stored::Parsed(p) => p.tid(),
-            Stored::Sent { call_id, cseq, .. } => format!("{call_id} {cseq}"),
+            Stored::Parsed(p) => (
+                p.callid(),
+                p.message().cseq().map(|c| c.number).unwrap_or(0),
+            ),
+            Stored::Sent { call_id, cseq, .. } => (call_id, *cseq),
         }
     }
 }
@@ -285,12 +289,20 @@ impl Delivery {
             .map(|t| (t.dst.proto, t.dst.addr))
     }
 
-    /// The id for [`Cancel::Id`]: the caller's, or the packet's tid.
-    fn id(&self) -> std::borrow::Cow<'_, str> {
-        match self.labels.as_ref().and_then(|l| l.id.as_deref()) {
-            Some(id) => std::borrow::Cow::Borrowed(id),
-            None => std::borrow::Cow::Owned(self.packet.tid()),
+    /// Whether `key` is this delivery's id for [`Cancel::Id`]: the
+    /// caller's, or the packet's tid (`Call-ID CSeq-number`, compared
+    /// without being built).
+    fn has_id(&self, key: &str) -> bool {
+        if let Some(id) = self.labels.as_ref().and_then(|l| l.id.as_deref()) {
+            return id == key;
         }
+        let (call_id, number) = self.packet.tid_parts();
+        let mut digits = [0u8; 20];
+        let number = crate::packet::decimal(u64::from(number), &mut digits);
+        key.len() == call_id.len() + 1 + number.len()
+            && key.as_bytes().starts_with(call_id.as_bytes())
+            && key.as_bytes()[call_id.len()] == b' '
+            && key.as_bytes().ends_with(number)
     }
 
     /// The Call-ID for [`Cancel::CallId`]: the caller's, or the packet's.
@@ -1448,7 +1460,7 @@ impl Core {
                 let h = self.keys.of(key);
                 self.by_id
                     .get(h)
-                    .filter(|i| self.get(*i).is_some_and(|d| d.id() == key.as_str()))
+                    .filter(|i| self.get(*i).is_some_and(|d| d.has_id(key)))
                     .collect()
             }
             Cancel::CallId(key) => {
