@@ -400,14 +400,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 #[test]
 fn tcp_connections_open_follows_a_client_and_bytes_are_the_framed_messages() {
     let lp = Rc::new(MioEventloop::new().unwrap());
-    let leg = Leg::bind(
-        LegSpec {
-            proto: Protocol::Tcp,
-            addr: loopback(false),
-        },
-        LegOptions::default(),
-    )
-    .unwrap();
+    let leg = common::bind_loopback(Protocol::Tcp, false, LegOptions::default());
     let events = attach(&leg, &lp);
     assert_eq!(leg.stats().connections_open, 0);
 

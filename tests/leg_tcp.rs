@@ -13,18 +13,11 @@ use std::time::Duration;
 use common::*;
 use sip_dispatch::Errno;
 use sip_dispatch::eventloop::{Eventloop, MioEventloop};
-use sip_dispatch::leg::{Destination, Leg, LegOptions, LegSpec, Protocol, SendStatus, TcpOptions};
+use sip_dispatch::leg::{Destination, Leg, LegOptions, Protocol, SendStatus, TcpOptions};
 use sip_dispatch::packet::{Packet, ParseLimits, Response};
 
 fn tcp_leg(v6: bool, opts: LegOptions) -> Leg {
-    Leg::bind(
-        LegSpec {
-            proto: Protocol::Tcp,
-            addr: loopback(v6),
-        },
-        opts,
-    )
-    .expect("bind tcp leg")
+    common::bind_loopback(Protocol::Tcp, v6, opts)
 }
 
 fn default_leg(v6: bool) -> Leg {

@@ -14,9 +14,9 @@ use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{BOUND, attach, loopback, raw_request, run_until, spin};
+use common::{BOUND, attach, raw_request, run_until, spin};
 use sip_dispatch::eventloop::MioEventloop;
-use sip_dispatch::leg::{Leg, LegOptions, LegSpec, Protocol};
+use sip_dispatch::leg::{LegOptions, Protocol};
 
 /// Restores the descriptor limit when dropped (also on a failed assert).
 struct Limit(libc::rlimit);
@@ -58,14 +58,7 @@ fn highest_fd() -> libc::rlim_t {
 fn accept_resumes_after_emfile_without_a_new_connection() {
     const CLIENTS: usize = 5;
     let lp = Rc::new(MioEventloop::new().unwrap());
-    let leg = Leg::bind(
-        LegSpec {
-            proto: Protocol::Tcp,
-            addr: loopback(false),
-        },
-        LegOptions::default(),
-    )
-    .unwrap();
+    let leg = common::bind_loopback(Protocol::Tcp, false, LegOptions::default());
     let events = attach(&leg, &lp);
     let addr = leg.local_addr();
     spin(&lp, Duration::from_millis(20));

@@ -228,3 +228,15 @@ pub fn loopback(v6: bool) -> SocketAddr {
         "127.0.0.1:0".parse().unwrap()
     }
 }
+
+/// A leg of `proto` bound to a kernel-chosen loopback port.
+pub fn bind_loopback(proto: Protocol, v6: bool, opts: sip_dispatch::leg::LegOptions) -> Leg {
+    Leg::bind(
+        sip_dispatch::leg::LegSpec {
+            proto,
+            addr: loopback(v6),
+        },
+        opts,
+    )
+    .expect("bind a loopback leg")
+}
