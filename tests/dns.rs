@@ -4,6 +4,8 @@
 //! coalescing, the search list, the hosts file, bounds, and the
 //! dispatcher resolving through it end to end.
 
+#[path = "common/dead_port.rs"]
+mod dead_port;
 #[path = "common/dispatch.rs"]
 mod dispatch;
 #[path = "common/dns_server.rs"]
@@ -14,7 +16,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use dns_server::{DnsServer, Rule, Zone, dead_port};
+use dead_port::dead_port;
+use dns_server::{DnsServer, Rule, Zone};
 use hickory_proto::rr::RecordType;
 use sip_dispatch::Errno;
 use sip_dispatch::dispatcher::{
@@ -329,7 +332,8 @@ fn a_refused_port_moves_to_the_next_nameserver_at_once() {
     let good = DnsServer::start(Zone::new().a("h.example.test", [192, 0, 2, 5], 60));
     let lp = virtual_loop();
     let t0 = lp.now();
-    let r = resolver(&lp, config(&[dead_port(), good.addr]));
+    let dead = dead_port();
+    let r = resolver(&lp, config(&[dead.addr(), good.addr]));
     assert_eq!(
         lookup(&lp, &r, a("h.example.test")).unwrap(),
         vec![v4([192, 0, 2, 5])]
@@ -723,7 +727,8 @@ fn dropping_the_resolver_fails_lookups_in_flight_with_ecanceled() {
 #[test]
 fn invalid_names_fail_at_once() {
     let lp = real_loop();
-    let r = resolver(&lp, config(&[dead_port()]));
+    let dead = dead_port();
+    let r = resolver(&lp, config(&[dead.addr()]));
     for name in ["", ".", "a..b", &"x".repeat(300)] {
         let slot = start(&r, a(name));
         let answer = slot.borrow_mut().take().expect("answered inside lookup");
@@ -854,7 +859,8 @@ fn the_dispatcher_fails_over_from_a_dead_srv_target_to_the_next() {
     let uas_leg = bind("udp:127.0.0.1:0");
     let (_uas, count) = answering(&lp, uas_leg.clone());
     let live = uas_leg.local_addr().port();
-    let dead = dead_port().port();
+    let dead_sock = dead_port();
+    let dead = dead_sock.port();
     let zone = Zone::new()
         .srv(
             "_sip._udp.failover.test",

@@ -5,13 +5,16 @@
 //! way.
 
 mod bins;
+#[path = "common/dead_port.rs"]
+mod dead_port;
 #[path = "common/dns_server.rs"]
 mod dns_server;
 
 use std::time::Duration;
 
 use bins::{Proc, Uas, run};
-use dns_server::{DnsServer, Zone, dead_port};
+use dead_port::dead_port;
+use dns_server::{DnsServer, Zone};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -79,7 +82,8 @@ fn uac_follows_naptr_srv_a_to_a_tcp_uas() {
 fn uac_fails_over_to_the_second_srv_target() {
     let uas = Uas::udp(&[]);
     let live = uas.addr("udp", false).port();
-    let dead = dead_port().port();
+    let dead_sock = dead_port();
+    let dead = dead_sock.port();
     let dns = DnsServer::start(
         Zone::new()
             .srv("_sip._udp.example.test", 10, 0, dead, "a.example.test", 60)

@@ -3,6 +3,10 @@
 //! alives, ICMP errors and hooks.
 
 mod common;
+#[path = "common/dead_port.rs"]
+mod dead_port;
+
+use dead_port::dead_port_on;
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, UdpSocket};
@@ -41,12 +45,6 @@ fn host(addr: SocketAddr) -> String {
 
 fn udp_dst(leg: &Leg) -> Destination {
     Destination::new(Protocol::Udp, leg.local_addr())
-}
-
-/// A closed UDP port: bound once, then released.
-fn dead_port(v6: bool) -> SocketAddr {
-    let s = UdpSocket::bind(loopback(v6)).unwrap();
-    s.local_addr().unwrap()
 }
 
 /// Sends a valid request from a raw peer and checks that it arrives: the
@@ -302,7 +300,8 @@ fn send_to_a_closed_port_reports_unreachable(v6: bool) {
     let lp = Rc::new(MioEventloop::new().unwrap());
     let a = udp_leg(v6);
     let ea = attach(&a, &lp);
-    let dead = dead_port(v6);
+    let dead_sock = dead_port_on(v6);
+    let dead = dead_sock.addr();
     let dst = Destination::new(Protocol::Udp, dead);
     assert_eq!(
         a.send(
@@ -340,7 +339,8 @@ fn unreachable_is_reported_when_a_later_send_meets_the_icmp_error(v6: bool) {
     let (a, b) = (udp_leg(v6), udp_leg(v6));
     let ea = attach(&a, &lp);
     let eb = attach(&b, &lp);
-    let dead = dead_port(v6);
+    let dead_sock = dead_port_on(v6);
+    let dead = dead_sock.addr();
     let dead_dst = Destination::new(Protocol::Udp, dead);
     let live = udp_dst(&b);
     // No loop turn between the sends: loopback has queued the ICMP error
@@ -546,7 +546,8 @@ fn deferred_events_survive_a_detach_and_reattach() {
     let (a, b) = (udp_leg(false), udp_leg(false));
     let lp1 = Rc::new(MioEventloop::new().unwrap());
     let ea1 = attach(&a, &lp1);
-    let dead = Destination::new(Protocol::Udp, dead_port(false));
+    let dead_sock = dead_port_on(false);
+    let dead = Destination::new(Protocol::Udp, dead_sock.addr());
     let live = udp_dst(&b);
     // The second send usually meets the first one's ICMP error: its
     // Unreachable is deferred to lp1's next turn, which never comes.

@@ -405,9 +405,3 @@ impl Drop for DnsServer {
         }
     }
 }
-
-/// A loopback UDP port nothing listens on (ICMP port unreachable).
-pub fn dead_port() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
-}
