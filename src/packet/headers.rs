@@ -128,6 +128,53 @@ pub struct Headers {
     top_via: Cell<Option<TopVia>>,
 }
 
+thread_local! {
+    /// Header indexes of dropped messages, kept for the next ones: a
+    /// message parsed or a response built takes one instead of allocating.
+    static SPARE_FIELDS: std::cell::RefCell<Vec<Vec<Field>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many spare indexes a thread keeps (about 1 KiB each).
+const SPARE_FIELDS_MAX: usize = 256;
+/// Indexes with more room than this are freed, not kept.
+const SPARE_FIELDS_CAPACITY: usize = 64;
+
+/// An empty header index with room for at least `capacity` fields: a
+/// spare one when there is one.
+pub(crate) fn field_vec(capacity: usize) -> Vec<Field> {
+    let spare = SPARE_FIELDS
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten();
+    match spare {
+        Some(mut v) => {
+            v.reserve(capacity);
+            v
+        }
+        None => Vec::with_capacity(capacity),
+    }
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        let capacity = self.fields.capacity();
+        if capacity == 0 || capacity > SPARE_FIELDS_CAPACITY {
+            return;
+        }
+        let mut fields = std::mem::take(&mut self.fields);
+        fields.clear();
+        // Not during thread teardown, nor re-entered.
+        let _ = SPARE_FIELDS.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_FIELDS_MAX {
+                    s.push(fields);
+                }
+            }
+        });
+    }
+}
+
 /// Where the top Via is (field, byte range of the first list element in
 /// the field's value) and where its parts are.
 #[derive(Clone, Copy, Debug)]

@@ -454,7 +454,7 @@ impl Response {
         let mut resp = Response::new(code, reason);
         let src = request.headers.src.clone();
         let h = &request.headers;
-        let mut fields = Vec::with_capacity(8);
+        let mut fields = super::headers::field_vec(8);
         let dialog_creating = copy_record_route;
         let mut top_via = None;
         for (i, f) in h.fields.iter().enumerate() {

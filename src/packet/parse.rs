@@ -135,7 +135,7 @@ pub(crate) fn parse(
     }
 
     // Header lines: spans only; the text is validated as UTF-8 once below.
-    let mut fields: Vec<Field> = Vec::with_capacity(16);
+    let mut fields: Vec<Field> = super::headers::field_vec(16);
     let mut folded_any = false;
     let mut bad_line: Option<usize> = None;
     let mut declared: Option<usize> = None;
