@@ -42,14 +42,17 @@ use std::time::{Duration, Instant};
 
 use socket2::SockAddr;
 
+#[path = "common/wire.rs"]
+mod wire;
+
+use wire::{BRANCH_PREFIX, answer, find, put_hex, template};
+
 /// Datagrams per `recvmmsg`/`sendmmsg`.
 const BATCH: usize = 64;
 /// Receive buffer per datagram.
 const DGRAM: usize = 4096;
 /// Largest window: the slot number is 16 bits of the id.
 const MAX_WINDOW: usize = 1 << 16;
-/// The branch prefix this generator uses (RFC 3261 magic cookie + "lg").
-const BRANCH_PREFIX: &[u8] = b"z9hG4bKlg";
 
 const USAGE: &str = "usage: loadgen --target HOST:PORT [--mode uas|proxy] [--window W] [--duration S] [--warmup S] [--timeout-ms N] [--server-pid PID]...";
 
@@ -143,46 +146,6 @@ fn parse_args() -> Args {
 
 // ---- the request template ----
 
-/// A pre-serialised request with the offsets of its two id fields.
-struct Template {
-    bytes: Vec<u8>,
-    branch_at: usize,
-    callid_at: usize,
-}
-
-fn template(local: SocketAddr, ruri: SocketAddr) -> Template {
-    const ID: &str = "0000000000000000";
-    let branch = format!("{}{ID}", std::str::from_utf8(BRANCH_PREFIX).expect("ascii"));
-    let text = format!(
-        "OPTIONS sip:bob@{ruri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
-         Max-Forwards: 70\r\n\
-         To: <sip:bob@{ruri}>\r\n\
-         From: <sip:loadgen@{local}>;tag=4a7f1c2e\r\n\
-         Call-ID: {ID}@loadgen.bench\r\n\
-         CSeq: 1 OPTIONS\r\n\
-         Contact: <sip:loadgen@{local}>\r\n\
-         Accept: application/sdp\r\n\
-         User-Agent: sip-dispatch-loadgen\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    let branch_at = text.find(&branch).expect("branch") + BRANCH_PREFIX.len();
-    let callid_at = text.find("Call-ID: ").expect("call-id") + "Call-ID: ".len();
-    Template {
-        bytes: text.into_bytes(),
-        branch_at,
-        callid_at,
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn put_hex(dst: &mut [u8], v: u64) {
-    for (i, d) in dst[..16].iter_mut().enumerate() {
-        *d = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
-    }
-}
-
 fn parse_hex(s: &[u8]) -> Option<u64> {
     if s.len() < 16 {
         return None;
@@ -197,27 +160,6 @@ fn parse_hex(s: &[u8]) -> Option<u64> {
         v = (v << 4) | d as u64;
     }
     Some(v)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut i = 0;
-    while i + needle.len() <= hay.len() {
-        match hay[i..hay.len() - needle.len() + 1]
-            .iter()
-            .position(|&c| c == first)
-        {
-            None => return None,
-            Some(p) => {
-                i += p;
-                if &hay[i..i + needle.len()] == needle {
-                    return Some(i);
-                }
-                i += 1;
-            }
-        }
-    }
-    None
 }
 
 /// The id in the branch of the first Via (the first `branch=` of the
@@ -377,51 +319,6 @@ fn udp_socket() -> io::Result<UdpSocket> {
 }
 
 // ---- the UAS inside the generator (proxy mode) ----
-
-fn header_is(name: &[u8], long: &[u8], short: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short)
-}
-
-/// A 200 to `req` (Via, From, To with a tag, Call-ID, CSeq), or `None` for
-/// what is not a request.
-fn answer(req: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    if req.starts_with(b"SIP/2.0 ") || req.starts_with(b"ACK ") {
-        return false;
-    }
-    out.extend_from_slice(b"SIP/2.0 200 OK\r\n");
-    let Some(first) = find(req, b"\r\n") else {
-        return false;
-    };
-    let mut pos = first + 2;
-    while pos < req.len() {
-        let end = find(&req[pos..], b"\r\n").map_or(req.len(), |e| pos + e);
-        let line = &req[pos..end];
-        if line.is_empty() {
-            break;
-        }
-        if let Some(colon) = line.iter().position(|&c| c == b':') {
-            let name = line[..colon].trim_ascii();
-            if header_is(name, b"via", b"v")
-                || header_is(name, b"from", b"f")
-                || header_is(name, b"call-id", b"i")
-                || name.eq_ignore_ascii_case(b"cseq")
-            {
-                out.extend_from_slice(line);
-                out.extend_from_slice(b"\r\n");
-            } else if header_is(name, b"to", b"t") {
-                out.extend_from_slice(line);
-                if find(line, b";tag=").is_none() {
-                    out.extend_from_slice(b";tag=lguas1");
-                }
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        pos = end + 2;
-    }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    true
-}
 
 struct Uas {
     socket: UdpSocket,

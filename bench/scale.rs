@@ -44,17 +44,23 @@ use std::time::{Duration, Instant};
 
 #[path = "common/measure.rs"]
 mod measure;
+#[path = "common/wire.rs"]
+mod wire;
+#[path = "common/workload.rs"]
+mod workload;
 
 use sip_dispatch::dispatcher::{
     Cancel, DeliverOptions, DeliveryId, Dispatcher, DispatcherOptions, Timers,
 };
 use sip_dispatch::eventloop::{Eventloop, Interest, MioEventloop};
-use sip_dispatch::leg::{Faults, Leg, LegOptions, MemoryNetwork, Protocol};
+use sip_dispatch::leg::{Leg, LegOptions, MemoryNetwork};
 use sip_dispatch::packet::{Method, Packet, Response};
 use sip_dispatch::proxy::StatelessProxy;
 use sip_dispatch::ua;
 
 use measure::{allocs, live, rss_bytes};
+use wire::{Template, answer, template};
+use workload::{Rng, SilentUac};
 
 // ---- results ----
 
@@ -74,19 +80,6 @@ impl Out {
         let _ = io::stdout().flush();
         self.md.push_str(s.as_ref());
         self.md.push('\n');
-    }
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
     }
 }
 
@@ -120,7 +113,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 // ---- pending deliveries ----
 
 const PEER: &str = "10.0.0.2:5060";
-const UAC_ADDR: &str = "10.0.0.1:5060";
 
 fn call_id(i: u64) -> String {
     format!("{i:016x}-bench@10.0.0.1")
@@ -160,29 +152,13 @@ struct Pending {
 
 impl Pending {
     fn new() -> Pending {
-        let lp = Rc::new(MioEventloop::new_virtual());
-        let net = MemoryNetwork::new(
-            Faults {
-                loss: 1.0,
-                ..Faults::default()
-            },
-            1,
-        );
-        let leg = Leg::memory(
-            &net,
-            Protocol::Udp,
-            UAC_ADDR.parse().expect("addr"),
-            LegOptions::default(),
-        )
-        .expect("memory leg");
-        let dyn_lp: Rc<dyn Eventloop> = lp.clone();
         // Room above N for the measured deliveries (the default cap is
         // 1,000,000).
         let options = DispatcherOptions {
             max_deliveries: Some(4_000_000),
             ..DispatcherOptions::default()
         };
-        let d = Dispatcher::new(vec![leg.clone()], Some(dyn_lp), options).expect("dispatcher");
+        let SilentUac { lp, net, leg, d } = SilentUac::new(options);
         Pending {
             lp,
             _net: net,
@@ -429,90 +405,12 @@ fn ticks(n: usize) -> ((f64, f64), f64, f64) {
 
 // ---- allocations per transaction, in process over UDP ----
 
-/// A pre-serialised OPTIONS with fixed-width id fields.
-struct Tpl {
-    bytes: Vec<u8>,
-    branch_at: usize,
-    callid_at: usize,
-}
-
-fn options_tpl(local: SocketAddr, ruri: SocketAddr) -> Tpl {
-    let text = format!(
-        "OPTIONS sip:bob@{ruri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bKlg0000000000000000;rport\r\n\
-         Max-Forwards: 70\r\n\
-         To: <sip:bob@{ruri}>\r\n\
-         From: <sip:loadgen@{local}>;tag=4a7f1c2e\r\n\
-         Call-ID: 0000000000000000@loadgen.bench\r\n\
-         CSeq: 1 OPTIONS\r\n\
-         Contact: <sip:loadgen@{local}>\r\n\
-         Accept: application/sdp\r\n\
-         User-Agent: sip-dispatch-loadgen\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    Tpl {
-        branch_at: text.find("z9hG4bKlg").expect("branch") + 9,
-        callid_at: text.find("Call-ID: ").expect("call-id") + 9,
-        bytes: text.into_bytes(),
-    }
-}
-
-impl Tpl {
-    fn stamp(&mut self, id: u64) -> &[u8] {
-        for at in [self.branch_at, self.callid_at] {
-            for (i, d) in self.bytes[at..at + 16].iter_mut().enumerate() {
-                *d = b"0123456789abcdef"[((id >> (60 - 4 * i)) & 0xf) as usize];
-            }
-        }
-        &self.bytes
-    }
-}
-
-/// A 200 to `req` copying Via, From, To (+tag), Call-ID, CSeq into `out`
-/// (no allocation once `out` has grown).
-fn answer(req: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    if req.starts_with(b"SIP/2.0 ") || req.starts_with(b"ACK ") {
-        return false;
-    }
-    out.extend_from_slice(b"SIP/2.0 200 OK\r\n");
-    let is = |name: &[u8], long: &[u8], short: &[u8]| {
-        name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short)
-    };
-    for line in req.split(|&c| c == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let Some(colon) = line.iter().position(|&c| c == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if is(name, b"via", b"v")
-            || is(name, b"from", b"f")
-            || is(name, b"call-id", b"i")
-            || name.eq_ignore_ascii_case(b"cseq")
-        {
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-        } else if is(name, b"to", b"t") {
-            out.extend_from_slice(line);
-            if !line.windows(5).any(|w| w == b";tag=") {
-                out.extend_from_slice(b";tag=lguas1");
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    true
-}
-
 /// The client side of an in-process run: sends the next request for each
 /// answer, `window` in flight, until `limit` were sent.
 struct Client {
     socket: UdpSocket,
     target: SocketAddr,
-    tpl: Tpl,
+    tpl: Template,
     buf: Vec<u8>,
     sent: u64,
     answered: u64,
@@ -602,7 +500,7 @@ fn client_for(lp: &Rc<MioEventloop>, target: SocketAddr, ruri: SocketAddr) -> Rc
     let client = Rc::new(RefCell::new(Client {
         socket,
         target,
-        tpl: options_tpl(local, ruri),
+        tpl: template(local, ruri),
         buf: vec![0u8; 65_536],
         sent: 0,
         answered: 0,

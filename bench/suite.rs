@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio, exit};
 use std::time::{Duration, Instant};
 
+#[path = "common/wire.rs"]
+mod wire;
+
 struct Opts {
     uas: PathBuf,
     proxy: PathBuf,
@@ -947,25 +950,11 @@ fn main() {
     println!("{md}");
 }
 
-/// The size of the load generator's OPTIONS on loopback.
+/// The size of the load generator's OPTIONS on loopback (5-digit ports).
 fn options_len() -> usize {
-    // Same text as bench/loadgen.rs with 5-digit ports.
-    let local = "127.0.0.1:40000";
-    let ruri = "127.0.0.1:40001";
-    format!(
-        "OPTIONS sip:bob@{ruri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bKlg0000000000000000;rport\r\n\
-         Max-Forwards: 70\r\n\
-         To: <sip:bob@{ruri}>\r\n\
-         From: <sip:loadgen@{local}>;tag=4a7f1c2e\r\n\
-         Call-ID: 0000000000000000@loadgen.bench\r\n\
-         CSeq: 1 OPTIONS\r\n\
-         Contact: <sip:loadgen@{local}>\r\n\
-         Accept: application/sdp\r\n\
-         User-Agent: sip-dispatch-loadgen\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-    .len()
+    let local = "127.0.0.1:40000".parse().expect("address");
+    let ruri = "127.0.0.1:40001".parse().expect("address");
+    wire::template(local, ruri).bytes.len()
 }
 
 // ---- profiles ----

@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../bench/common/measure.rs"]
 mod measure;
+#[path = "../bench/common/workload.rs"]
+mod workload;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mio::{Events, Interest, Poll, Token};
@@ -47,28 +49,15 @@ use sip_dispatch::dispatcher::{
     Cancel, DeliverOptions, DeliveryId, DeliveryOutcome, Dispatcher, DispatcherOptions,
 };
 use sip_dispatch::eventloop::{Eventloop, MioEventloop};
-use sip_dispatch::leg::{Faults, Leg, LegOptions, MemoryNetwork, Protocol};
+use sip_dispatch::leg::{Leg, LegOptions, MemoryNetwork};
 use sip_dispatch::packet::{Method, Packet, Response};
 
 use measure::{live, median, median_of, record};
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
+use workload::{Rng, SilentUac};
 
 // ---- pending deliveries ----
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
-const UAC_ADDR: &str = "10.0.0.1:5060";
 const PEER: &str = "10.0.0.2:5060";
 
 fn call_id(i: u64) -> String {
@@ -133,28 +122,7 @@ struct Pending {
 
 impl Pending {
     fn new(peers: Peers) -> Pending {
-        let lp = Rc::new(MioEventloop::new_virtual());
-        let net = MemoryNetwork::new(
-            Faults {
-                loss: 1.0,
-                ..Faults::default()
-            },
-            1,
-        );
-        let leg = Leg::memory(
-            &net,
-            Protocol::Udp,
-            UAC_ADDR.parse().expect("addr"),
-            LegOptions::default(),
-        )
-        .expect("memory leg");
-        let dyn_lp: Rc<dyn Eventloop> = lp.clone();
-        let d = Dispatcher::new(
-            vec![leg.clone()],
-            Some(dyn_lp),
-            DispatcherOptions::default(),
-        )
-        .expect("dispatcher");
+        let SilentUac { lp, net, leg, d } = SilentUac::new(DispatcherOptions::default());
         Pending {
             lp,
             _net: net,

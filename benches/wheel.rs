@@ -3,30 +3,17 @@
 //!
 //! Run with `cargo bench --bench wheel`.
 
+#[path = "../bench/common/workload.rs"]
+mod workload;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use sip_dispatch::eventloop::TimerWheel;
 use std::hint::black_box;
 use std::time::Duration;
+use workload::Rng;
 
 /// Deadlines are spread over this many ticks (ms).
 const SPREAD: u64 = 64_000;
-
-/// SplitMix64: a fast deterministic generator, no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A wheel with `n` pending timers at random deadlines in `0..SPREAD`, and
 /// their keys. Grown by plain `insert`s (no `with_capacity`), as in a server.

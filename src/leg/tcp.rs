@@ -613,21 +613,8 @@ impl TcpTransport {
                 }
             }
         }
-        let c = &mut self.conns[i];
-        let want_write = !c.wbuf.is_empty();
-        if want_write != c.write_interest {
-            c.write_interest = want_write;
-            if let Some(h) = c.handle {
-                let _ = lp.modify_fd(
-                    h,
-                    if want_write {
-                        Interest::READ_WRITE
-                    } else {
-                        Interest::READ
-                    },
-                );
-            }
-        }
+        let want_write = !self.conns[i].wbuf.is_empty();
+        self.set_write_interest(i, want_write, lp);
         Ok(())
     }
 
