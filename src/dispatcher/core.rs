@@ -1626,8 +1626,9 @@ impl Core {
             // Looked up without building the key; built (once) only for a
             // new transaction.
             let found = req.with_server_key(|key, method| {
-                self.find_server(key, method)
-                    .ok_or_else(|| TransactionKey::from_parts(key, method.clone()))
+                let hash = self.keys.of_transaction(key, method);
+                self.find_server_hashed(hash, key, method)
+                    .ok_or_else(|| (TransactionKey::from_parts(key, method.clone()), hash))
             });
             let Some(found) = found else {
                 self.effects
@@ -1657,8 +1658,8 @@ impl Core {
                 }
                 return;
             }
-            if let Err(key) = found {
-                self.new_server_tx(key, &req, leg, &from, now);
+            if let Err((key, hash)) = found {
+                self.new_server_tx(key, hash, &req, leg, &from, now);
             }
         }
         self.effects
@@ -1667,9 +1668,12 @@ impl Core {
 
     /// The server transaction with this key (id text and method).
     fn find_server(&self, key: &str, method: &Method) -> Option<(u32, u32)> {
-        let sid = *self
-            .server_keys
-            .get(&self.keys.of_transaction(key, method))?;
+        self.find_server_hashed(self.keys.of_transaction(key, method), key, method)
+    }
+
+    /// [`Core::find_server`] with the key's hash already computed.
+    fn find_server_hashed(&self, hash: u64, key: &str, method: &Method) -> Option<(u32, u32)> {
+        let sid = *self.server_keys.get(&hash)?;
         self.servers
             .get(sid.0, sid.1)
             .filter(|tx| tx.key.is(key, method))
@@ -1731,17 +1735,17 @@ fn retry_after(resp: &Response) -> Option<u64> {
 #[cfg(test)]
 mod size_tests {
     /// A guard on the per-delivery footprint (a million may be pending):
-    /// the packet's own struct is 272 bytes of it (72 of them the
+    /// the packet's own struct is 280 bytes of it (72 of them the
     /// remembered top Via, which saves three Via parses per transaction),
     /// and a single target is inline (no heap `Vec` of one).
     #[test]
     fn delivery_stays_small() {
         assert!(
-            std::mem::size_of::<super::Delivery>() <= 584,
+            std::mem::size_of::<super::Delivery>() <= 592,
             "{}",
             std::mem::size_of::<super::Delivery>()
         );
-        assert!(std::mem::size_of::<crate::packet::Packet>() <= 272);
+        assert!(std::mem::size_of::<crate::packet::Packet>() <= 280);
         assert_eq!(std::mem::size_of::<super::TimerRef>(), 12);
     }
 }

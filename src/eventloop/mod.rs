@@ -25,7 +25,7 @@
 mod clock;
 mod mio_loop;
 mod paged;
-mod turn;
+pub(crate) mod turn;
 pub mod wheel;
 
 use std::io;

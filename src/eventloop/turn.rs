@@ -20,10 +20,19 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    static AT_END: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
+    static AT_END: RefCell<Vec<Weak<dyn TurnEnd>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Something with work to finish when the outermost turn ends (a UDP
+/// leg's batch of datagrams). Registered as a weak reference, so that
+/// registering costs no allocation and a dropped owner is skipped.
+pub(crate) trait TurnEnd {
+    /// The turn ended (or [`Turn::flush`] was called).
+    fn turn_end(self: Rc<Self>);
 }
 
 /// Marks a turn of the event loop while it lives. Turns nest: the work
@@ -52,11 +61,11 @@ impl Turn {
 
     /// Runs `f` when the outermost open turn ends (at once when none is
     /// open). Crate-internal: the legs' batched sends.
-    pub(crate) fn at_end(f: Box<dyn FnOnce()>) {
+    pub(crate) fn at_end(w: Weak<dyn TurnEnd>) {
         if Turn::active() {
-            AT_END.with(|a| a.borrow_mut().push(f));
-        } else {
-            f();
+            AT_END.with(|a| a.borrow_mut().push(w));
+        } else if let Some(owner) = w.upgrade() {
+            owner.turn_end();
         }
     }
 
@@ -68,13 +77,25 @@ impl Turn {
         // emits may send again); bounded, and each pass is what was
         // registered before it.
         for _ in 0..64 {
-            let work = AT_END.with(|a| std::mem::take(&mut *a.borrow_mut()));
+            let mut work = AT_END.with(|a| std::mem::take(&mut *a.borrow_mut()));
             if work.is_empty() {
+                // Keep the list's room for the next turn.
+                AT_END.with(|a| *a.borrow_mut() = work);
                 return;
             }
-            for f in work {
-                f();
+            for w in work.drain(..) {
+                if let Some(owner) = w.upgrade() {
+                    owner.turn_end();
+                }
             }
+            // The emptied list serves the next turn (no allocation per
+            // turn), unless work registered meanwhile took its place.
+            AT_END.with(|a| {
+                let mut a = a.borrow_mut();
+                if a.is_empty() {
+                    *a = work;
+                }
+            });
         }
     }
 }
@@ -95,22 +116,44 @@ impl Drop for Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::rc::Rc;
+
+    struct Counter(Cell<u32>);
+
+    impl TurnEnd for Counter {
+        fn turn_end(self: Rc<Self>) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    fn register(c: &Rc<Counter>) {
+        let weak: Weak<dyn TurnEnd> = Rc::downgrade(c) as Weak<dyn TurnEnd>;
+        Turn::at_end(weak);
+    }
 
     #[test]
     fn work_runs_when_the_outermost_turn_ends() {
-        let ran = Rc::new(Cell::new(0));
+        let ran = Rc::new(Counter(Cell::new(0)));
         let outer = Turn::begin();
         let inner = Turn::begin();
-        let r = ran.clone();
-        Turn::at_end(Box::new(move || r.set(r.get() + 1)));
+        register(&ran);
         drop(inner);
-        assert_eq!(ran.get(), 0);
+        assert_eq!(ran.0.get(), 0);
         drop(outer);
-        assert_eq!(ran.get(), 1);
+        assert_eq!(ran.0.get(), 1);
         // Outside a turn it runs at once.
-        let r = ran.clone();
-        Turn::at_end(Box::new(move || r.set(r.get() + 1)));
-        assert_eq!(ran.get(), 2);
+        register(&ran);
+        assert_eq!(ran.0.get(), 2);
+    }
+
+    #[test]
+    fn a_dropped_owner_is_skipped() {
+        let turn = Turn::begin();
+        let gone = Rc::new(Counter(Cell::new(0)));
+        register(&gone);
+        drop(gone);
+        let kept = Rc::new(Counter(Cell::new(0)));
+        register(&kept);
+        drop(turn);
+        assert_eq!(kept.0.get(), 1);
     }
 }

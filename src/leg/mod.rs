@@ -326,6 +326,13 @@ pub struct Leg {
     inner: Rc<LegInner>,
 }
 
+impl crate::eventloop::turn::TurnEnd for LegInner {
+    // The datagrams a UDP leg batched during the turn go out.
+    fn turn_end(self: Rc<Self>) {
+        Leg { inner: self }.flush_udp_batch();
+    }
+}
+
 impl PartialEq for Leg {
     fn eq(&self, other: &Leg) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
@@ -780,12 +787,8 @@ impl Leg {
             }
         };
         if batch_started {
-            let weak = self.downgrade();
-            crate::eventloop::Turn::at_end(Box::new(move || {
-                if let Some(leg) = Leg::upgrade(&weak) {
-                    leg.flush_udp_batch();
-                }
-            }));
+            let weak: Weak<dyn crate::eventloop::turn::TurnEnd> = self.downgrade();
+            crate::eventloop::Turn::at_end(weak);
         }
         // From a full batch sent inside this call: reported from the loop.
         for (addr, e) in batch_failed {

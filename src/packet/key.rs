@@ -29,8 +29,67 @@ pub type KeyMethod = Method;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TransactionKey {
-    id: Box<str>,
+    id: KeyId,
     method: KeyMethod,
+}
+
+/// Id texts up to this long are kept inside the key: a branch of the
+/// usual 20-40 characters with its sent-by fits, so a server transaction
+/// costs no allocation for its key.
+const INLINE_ID: usize = 62;
+
+/// A key's id text: inline when short (the usual case), else on the heap.
+#[derive(Clone)]
+enum KeyId {
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    Heap(Box<str>),
+}
+
+impl KeyId {
+    fn new(id: &str) -> KeyId {
+        if id.len() <= INLINE_ID {
+            let mut bytes = [0u8; INLINE_ID];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            KeyId::Inline {
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            KeyId::Heap(id.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            KeyId::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyId::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Inline bytes are a whole `&str` copied: always UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+impl PartialEq for KeyId {
+    fn eq(&self, other: &KeyId) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for KeyId {}
+
+impl std::hash::Hash for KeyId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 impl TransactionKey {
@@ -58,21 +117,16 @@ impl TransactionKey {
         }
     }
 
-    /// The key's id text: branch and sent-by, or the RFC 2543 parts.
-    pub(crate) fn id(&self) -> &str {
-        &self.id
-    }
-
     /// Whether this is the key with that id text and method (see
     /// [`Request::with_server_key`]).
     pub(crate) fn is(&self, id: &str, method: &Method) -> bool {
-        &*self.id == id && self.method == *method
+        self.id.as_bytes() == id.as_bytes() && self.method == *method
     }
 
     /// A key from the id text [`Request::with_server_key`] gave.
     pub(crate) fn from_parts(id: &str, method: Method) -> TransactionKey {
         TransactionKey {
-            id: id.into(),
+            id: KeyId::new(id),
             method,
         }
     }
@@ -81,7 +135,7 @@ impl TransactionKey {
     /// registers when it sends a request with that branch.
     pub fn client(branch: &str, method: Method) -> TransactionKey {
         TransactionKey {
-            id: branch.into(),
+            id: KeyId::new(branch),
             method,
         }
     }
@@ -150,7 +204,7 @@ thread_local! {
 }
 
 fn server_key(msg: &Message, method: Method) -> Option<TransactionKey> {
-    let id = with_server_id(msg, &method, |id, _| Box::<str>::from(id))?;
+    let id = with_server_id(msg, &method, |id, _| KeyId::new(id))?;
     Some(TransactionKey { id, method })
 }
 
@@ -206,7 +260,7 @@ fn client_key(msg: &Message, method: Method) -> Option<TransactionKey> {
     let via = msg.top_via().ok()?;
     let branch = via.branch()?;
     Some(TransactionKey {
-        id: branch.into(),
+        id: KeyId::new(branch),
         method,
     })
 }
@@ -225,5 +279,43 @@ impl Packet {
             Packet::Request(r) => r.client_key(),
             Packet::Response(r) => r.client_key(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(branch: &str) -> Request {
+        let text = format!(
+            "OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com:5060;branch={branch}\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c1\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        Request::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn short_and_long_ids_compare_and_hash_by_their_text() {
+        use std::collections::HashSet;
+        let short = "z9hG4bK776asdhds";
+        let long = format!("z9hG4bK{}", "x".repeat(80));
+        let mut seen = HashSet::new();
+        for branch in [short, long.as_str()] {
+            let key = request(branch).server_key().unwrap();
+            let again = request(branch).server_key().unwrap();
+            assert_eq!(key, again);
+            let id = format!("{branch}\0a.example.com:5060");
+            assert!(key.is(&id, &Method::Options));
+            assert!(!key.is(&id, &Method::Invite));
+            assert!(!key.is(&id[1..], &Method::Options));
+            assert!(seen.insert(key.clone()));
+            assert!(!seen.insert(again.clone()));
+            assert_eq!(format!("{key:?}"), format!("{:?}", again));
+        }
+        // Inline up to INLINE_ID bytes, on the heap beyond: same behaviour.
+        assert!(matches!(KeyId::new(&"a".repeat(INLINE_ID)), KeyId::Inline { .. }));
+        assert!(matches!(KeyId::new(&"a".repeat(INLINE_ID + 1)), KeyId::Heap(_)));
+        assert_eq!(KeyId::new("é€").as_str(), "é€");
     }
 }

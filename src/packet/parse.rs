@@ -350,7 +350,9 @@ pub(crate) fn parse(
     if let Some(kind) = framing_error.or(bad_line.map(ParseErrorKind::InvalidHeaderLine)) {
         return Err(ParseError::with_partial(kind, msg));
     }
-    let uri = match Uri::parse(uri_text) {
+    // The Request-URI keeps a reference to the message's text (no copy).
+    let uri_start = uri_text.as_ptr() as usize - text.as_ptr() as usize;
+    let uri = match Uri::parse_shared(&text, uri_start, uri_start + uri_text.len()) {
         Ok(uri) => uri,
         Err(e) => {
             return Err(ParseError::with_partial(

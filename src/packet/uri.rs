@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Deref;
+use std::rc::Rc;
 use std::str::FromStr;
 
 use super::text::{Params, params, percent_decode};
@@ -54,6 +56,25 @@ impl Uri {
         let scheme = &s[..colon];
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             SipUri::parse(s).map(Uri::Sip)
+        } else {
+            OtherUri::parse(s).map(Uri::Other)
+        }
+    }
+
+    /// Parses the URI at `start..end` of a message's text, keeping a
+    /// reference to that text instead of a copy: a Request-URI costs no
+    /// allocation. `None` when the range is not in `src`.
+    pub(crate) fn parse_shared(src: &Rc<str>, start: usize, end: usize) -> Result<Uri, UriError> {
+        let s = src.get(start..end).ok_or(UriError("not in the message"))?;
+        if s.starts_with('<') {
+            return Err(UriError("URI enclosed in <>"));
+        }
+        let colon = s.find(':').ok_or(UriError("missing scheme"))?;
+        let scheme = &s[..colon];
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            let mut uri = SipUri::scan(s)?;
+            uri.raw = UriText::Shared(Rc::clone(src), start as u32, end as u32);
+            Ok(Uri::Sip(uri))
         } else {
             OtherUri::parse(s).map(Uri::Other)
         }
@@ -308,13 +329,38 @@ fn parse_port(p: &str) -> Result<u16, UriError> {
 
 type Range = (u16, u16);
 
+/// A SIP URI's text: its own, or a slice of the message it was parsed
+/// from (the Request-URI of a received request: no copy). A shared URI
+/// keeps that message's text alive while it lives.
+#[derive(Clone)]
+enum UriText {
+    Owned(Box<str>),
+    Shared(Rc<str>, u32, u32),
+}
+
+impl Deref for UriText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            UriText::Owned(s) => s,
+            UriText::Shared(src, a, b) => src.get(*a as usize..*b as usize).unwrap_or(""),
+        }
+    }
+}
+
+impl fmt::Debug for UriText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// A `sip:` or `sips:` URI.
 ///
 /// The URI keeps its text; the parts are views into it, so parsing costs
 /// one allocation. Edits build a new URI.
 #[derive(Clone, Debug)]
 pub struct SipUri {
-    raw: Box<str>,
+    raw: UriText,
     secure: bool,
     user: Option<Range>,
     password: Option<Range>,
@@ -329,7 +375,7 @@ impl SipUri {
     /// Parses a sip: or sips: URI.
     pub fn parse(s: &str) -> Result<SipUri, UriError> {
         let mut uri = SipUri::scan(s)?;
-        uri.raw = s.into();
+        uri.raw = UriText::Owned(s.into());
         Ok(uri)
     }
 
@@ -395,7 +441,7 @@ impl SipUri {
             }
         }
         Ok(SipUri {
-            raw: Box::default(),
+            raw: UriText::Owned(Box::default()),
             secure,
             user,
             password,
@@ -534,7 +580,7 @@ impl SipUri {
         }
         let len = s.len() as u16;
         SipUri {
-            raw: s.into(),
+            raw: UriText::Owned(s.into()),
             secure,
             user: None,
             password: None,
@@ -648,7 +694,7 @@ impl SipUri {
 
 impl PartialEq for SipUri {
     fn eq(&self, other: &SipUri) -> bool {
-        self.raw == other.raw
+        *self.raw == *other.raw
     }
 }
 
@@ -656,7 +702,7 @@ impl Eq for SipUri {}
 
 impl std::hash::Hash for SipUri {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.raw.hash(state)
+        (*self.raw).hash(state)
     }
 }
 
@@ -676,6 +722,32 @@ impl FromStr for SipUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_uri_shares_the_message_text_and_outlives_it() {
+        let p = crate::packet::Packet::parse(
+            b"OPTIONS sip:bob@[2001:db8::1]:5070;transport=udp SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+              Content-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let uri = p.as_request().unwrap().uri().clone();
+        drop(p);
+        assert_eq!(uri.as_str(), "sip:bob@[2001:db8::1]:5070;transport=udp");
+        let sip = uri.as_sip().unwrap();
+        assert_eq!(sip.user(), Some("bob"));
+        assert_eq!(sip.port(), Some(5070));
+        assert_eq!(sip.param("transport"), Some(Some("udp")));
+        assert_eq!(sip.scheme(), "sip");
+        // Equal to, and hashing like, the same URI parsed on its own.
+        let own: Uri = "sip:bob@[2001:db8::1]:5070;transport=udp".parse().unwrap();
+        assert_eq!(uri, own);
+        let hash = |u: &Uri| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(u)
+        };
+        assert_eq!(hash(&uri), hash(&own));
+        assert_eq!(format!("{uri}"), own.to_string());
+    }
 
     #[test]
     fn with_param_goes_after_the_parameters_even_with_a_question_mark_in_the_user() {

@@ -20,6 +20,8 @@ pub(super) enum ServerState {
 
 pub(super) struct ServerTx {
     pub(super) key: TransactionKey,
+    /// `Keys::of_transaction` of the key: its entry in `server_keys`.
+    pub(super) hash: u64,
     pub(super) leg: LegId,
     pub(super) source: Source,
     pub(super) invite: bool,
@@ -43,6 +45,7 @@ impl Core {
     pub(super) fn new_server_tx(
         &mut self,
         key: TransactionKey,
+        hash: u64,
         req: &Request,
         leg: LegId,
         from: &Source,
@@ -55,9 +58,9 @@ impl Core {
             self.server_expired(oldest);
         }
         let invite = *req.method() == Method::Invite;
-        let hash = self.keys.of_transaction(key.id(), key.method());
         let sid = self.servers.insert(ServerTx {
             key,
+            hash,
             leg,
             source: from.clone(),
             invite,
@@ -121,9 +124,10 @@ impl Core {
         if let Some(k) = tx.expire {
             self.wheel.cancel(k);
         }
-        let hash = self.keys.of_transaction(tx.key.id(), tx.key.method());
-        if self.server_keys.get(&hash) == Some(&sid) {
-            self.server_keys.remove(&hash);
+        if let std::collections::hash_map::Entry::Occupied(e) = self.server_keys.entry(tx.hash) {
+            if *e.get() == sid {
+                e.remove();
+            }
         }
         // server_order is trimmed lazily: stale entries are skipped when
         // popped (their ids no longer resolve).
