@@ -12,6 +12,10 @@
 //!   timing); `rsip` formats its parsed message with `to_string()`.
 //! - `parse_and_access/invite`: parse, then the top Via's branch, CSeq,
 //!   Call-ID and From tag through each crate's typed access.
+//! - `validate/options` (ours only): what a server does with every request
+//!   before answering it: parse the load generator's OPTIONS, the RFC 3261
+//!   checks of `Request::check` (400/505), and the server transaction key;
+//!   `via/parse`: the top Via alone.
 //!
 //! Run with `cargo bench --bench parse`.
 
@@ -213,9 +217,41 @@ fn parse_and_access(c: &mut Criterion) {
     g.finish();
 }
 
+/// The load generator's OPTIONS (bench/common/wire.rs), as a server
+/// receives it.
+const OPTIONS: &[u8] = b"OPTIONS sip:bob@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKlg00000000000004d2;rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:bob@127.0.0.1:5060>\r\n\
+From: <sip:loadgen@127.0.0.1:40000>;tag=4a7f1c2e\r\n\
+Call-ID: 00000000000004d2@loadgen.bench\r\n\
+CSeq: 1 OPTIONS\r\n\
+Contact: <sip:loadgen@127.0.0.1:40000>\r\n\
+Accept: application/sdp\r\n\
+User-Agent: sip-dispatch-loadgen\r\n\
+Content-Length: 0\r\n\r\n";
+
+fn validate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("validate/options");
+    g.bench_function("parse", |b| b.iter(|| Packet::parse(black_box(OPTIONS)).unwrap()));
+    g.bench_function("parse_check_key", |b| {
+        b.iter(|| {
+            let p = Packet::parse(black_box(OPTIONS)).unwrap();
+            let req = p.as_request().unwrap();
+            assert!(req.check().is_ok());
+            req.server_key().unwrap()
+        })
+    });
+    g.finish();
+    let via = "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKlg00000000000004d2;rport=40000;received=127.0.0.2";
+    c.bench_function("via/parse", |b| {
+        b.iter(|| sip_dispatch::packet::Via::parse(black_box(via)).unwrap().branch().map(str::len))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = parse, write, parse_and_access
+    targets = parse, write, parse_and_access, validate
 }
 criterion_main!(benches);

@@ -131,19 +131,10 @@ impl Message {
 
     /// Max-Forwards: `Ok(None)` when absent; values above 255 are an error.
     pub fn max_forwards(&self) -> Result<Option<u8>, HeaderError> {
-        let Some(v) = self.headers.get(HeaderName::MaxForwards) else {
-            return Ok(None);
-        };
-        let err = |reason| HeaderError {
-            header: "Max-Forwards",
-            reason,
-        };
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err("not a number"));
+        match self.headers.get(HeaderName::MaxForwards) {
+            Some(v) => max_forwards_value(v).map(Some),
+            None => Ok(None),
         }
-        v.parse::<u8>()
-            .map(Some)
-            .map_err(|_| err("larger than 255"))
     }
 
     /// The declared Content-Length, if present and numeric.
@@ -737,6 +728,18 @@ impl fmt::Display for Packet {
     }
 }
 
+/// A Max-Forwards value: digits, at most 255.
+pub(crate) fn max_forwards_value(v: &str) -> Result<u8, HeaderError> {
+    let err = |reason| HeaderError {
+        header: "Max-Forwards",
+        reason,
+    };
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err("not a number"));
+    }
+    v.parse::<u8>().map_err(|_| err("larger than 255"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,3 +761,4 @@ mod tests {
         }
     }
 }
+

@@ -246,7 +246,7 @@ fn check_host(s: &str) -> Result<Option<IpAddr>, UriError> {
             .ok_or(UriError("unterminated IPv6 reference"))?;
         return parse_ipv6(inner).map(|a| Some(IpAddr::V6(a)));
     }
-    if let Ok(v4) = Ipv4Addr::from_str(s) {
+    if let Some(v4) = parse_ipv4(s) {
         return Ok(Some(IpAddr::V4(v4)));
     }
     if s.contains(':') {
@@ -257,6 +257,41 @@ fn check_host(s: &str) -> Result<Option<IpAddr>, UriError> {
     } else {
         Err(UriError("invalid host name"))
     }
+}
+
+/// A dotted-quad IPv4 address, as `Ipv4Addr::from_str` reads it (four
+/// decimal octets up to 255, no leading zeros), without the general
+/// parser: every Via and most URIs carry one.
+pub(crate) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let b = s.as_bytes();
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+            v = v * 10 + u32::from(d - b'0');
+            i += 1;
+            if i - start > 3 {
+                return None;
+            }
+        }
+        let len = i - start;
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *octet = v as u8;
+    }
+    (i == b.len()).then_some(Ipv4Addr::from(octets))
 }
 
 /// An IPv6 address (RFC 4291), tolerating the one form RFC 3261's ABNF
@@ -722,6 +757,29 @@ impl FromStr for SipUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_parsing_agrees_with_the_standard_library() {
+        let alphabet = ['0', '1', '2', '5', '9', '.', '.', 'a', ' ', '+'];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..300_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let text: String = if i % 3 == 0 {
+                // Mostly well-formed: four numbers 0..=300, some padded.
+                let n = |k: u32| (state >> (k * 9)) as u32 % 301;
+                let pad = if (state >> 60) == 0 { "0" } else { "" };
+                format!("{}.{pad}{}.{}.{}", n(0), n(1), n(2), n(3))
+            } else {
+                let len = (state >> 59) as usize % 17;
+                (0..len)
+                    .map(|k| alphabet[(state >> (k * 3)) as usize % alphabet.len()])
+                    .collect()
+            };
+            assert_eq!(parse_ipv4(&text), text.parse::<Ipv4Addr>().ok(), "{text:?}");
+        }
+    }
 
     #[test]
     fn a_request_uri_shares_the_message_text_and_outlives_it() {

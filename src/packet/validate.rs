@@ -113,20 +113,35 @@ impl Request {
             return Err(Rejection::version_not_supported());
         }
         self.check_vias()?;
-        check_name_addr("From", self.from())?;
-        check_name_addr("To", self.to())?;
-        self.check_call_id()?;
-        let cseq = self.cseq().map_err(Rejection::header)?;
+        // The single-valued headers, gathered in one pass over the fields
+        // (this runs for every request received).
+        let singles = Singles::gather(self);
+        check_name_addr("From", singles.exact(Single::From))?;
+        check_name_addr("To", singles.exact(Single::To))?;
+        let call_id = singles
+            .trimmed(Single::CallId)?
+            .ok_or_else(|| Rejection::header(HeaderError::missing("Call-ID")))?;
+        // callid = word ["@" word] (RFC 3261 25.1); only what makes it
+        // unusable is checked here, not every character of `word`.
+        if call_id.is_empty() || call_id.bytes().any(|b| is_lws(b) || b.is_ascii_control()) {
+            return Err(Rejection::bad_request("Call-ID header: invalid"));
+        }
+        let cseq = singles
+            .exact(Single::CSeq)
+            .and_then(|v| super::CSeq::parse(v))
+            .map_err(Rejection::header)?;
         if cseq.method != *self.method() {
             return Err(Rejection::bad_request(
                 "CSeq method does not match the request method",
             ));
         }
-        self.single(HeaderName::MaxForwards, "Max-Forwards")?;
-        self.max_forwards().map_err(Rejection::header)?;
-        self.single(HeaderName::ContentLength, "Content-Length")?;
-        self.single(HeaderName::ContentType, "Content-Type")?;
-        if let Some(expires) = self.single(HeaderName::Expires, "Expires")? {
+        singles.trimmed(Single::MaxForwards)?;
+        if let Some(v) = singles.first[Single::MaxForwards as usize] {
+            super::message::max_forwards_value(v).map_err(Rejection::header)?;
+        }
+        singles.trimmed(Single::ContentLength)?;
+        singles.trimmed(Single::ContentType)?;
+        if let Some(expires) = singles.trimmed(Single::Expires)? {
             check_delta_seconds("Expires", expires)?;
         }
         Ok(())
@@ -142,32 +157,6 @@ impl Request {
         Ok(())
     }
 
-    fn check_call_id(&self) -> Result<(), Rejection> {
-        let call_id = self
-            .single(HeaderName::CallId, "Call-ID")?
-            .ok_or_else(|| Rejection::header(HeaderError::missing("Call-ID")))?;
-        // callid = word ["@" word] (RFC 3261 25.1); only what makes it
-        // unusable is checked here, not every character of `word`.
-        if call_id.is_empty() || call_id.bytes().any(|b| is_lws(b) || b.is_ascii_control()) {
-            return Err(Rejection::bad_request("Call-ID header: invalid"));
-        }
-        Ok(())
-    }
-
-    /// The value of a header that must not appear with different values.
-    fn single(&self, name: HeaderName, label: &'static str) -> Result<Option<&str>, Rejection> {
-        let mut lines = self.headers().lines(name).map(str::trim);
-        let Some(first) = lines.next() else {
-            return Ok(None);
-        };
-        if lines.any(|other| other != first) {
-            return Err(Rejection::header(HeaderError {
-                header: label,
-                reason: "appears more than once",
-            }));
-        }
-        Ok(Some(first))
-    }
 
     /// The Require option tags that are not in `supported` (compared
     /// ASCII case-insensitively), in order. A UAS answers a request with
@@ -257,12 +246,107 @@ impl Request {
     }
 }
 
+/// The headers [`Request::check`] wants at most once (or repeated with
+/// the same value).
+#[derive(Clone, Copy)]
+enum Single {
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+    ContentLength,
+    ContentType,
+    Expires,
+}
+
+impl Single {
+    const ALL: [(HeaderName, Single, &'static str); 8] = [
+        (HeaderName::From, Single::From, "From"),
+        (HeaderName::To, Single::To, "To"),
+        (HeaderName::CallId, Single::CallId, "Call-ID"),
+        (HeaderName::CSeq, Single::CSeq, "CSeq"),
+        (HeaderName::MaxForwards, Single::MaxForwards, "Max-Forwards"),
+        (HeaderName::ContentLength, Single::ContentLength, "Content-Length"),
+        (HeaderName::ContentType, Single::ContentType, "Content-Type"),
+        (HeaderName::Expires, Single::Expires, "Expires"),
+    ];
+
+    fn of(name: HeaderName) -> Option<Single> {
+        Single::ALL.iter().find(|(n, _, _)| *n == name).map(|(_, s, _)| *s)
+    }
+
+    fn label(self) -> &'static str {
+        Single::ALL[self as usize].2
+    }
+}
+
+/// The first value of each [`Single`] header, and whether a later line
+/// differs from it, as written (`differs`) or trimmed (`differs_trimmed`).
+struct Singles<'a> {
+    first: [Option<&'a str>; 8],
+    differs: [bool; 8],
+    differs_trimmed: [bool; 8],
+}
+
+impl<'a> Singles<'a> {
+    fn gather(req: &'a Request) -> Singles<'a> {
+        let headers = req.headers();
+        let mut s = Singles {
+            first: [None; 8],
+            differs: [false; 8],
+            differs_trimmed: [false; 8],
+        };
+        for f in &headers.fields {
+            let Some(which) = f.id.and_then(Single::of) else {
+                continue;
+            };
+            let i = which as usize;
+            let value = f.value.resolve(&headers.src);
+            match s.first[i] {
+                None => s.first[i] = Some(value),
+                Some(first) => {
+                    s.differs[i] |= value != first;
+                    s.differs_trimmed[i] |= value.trim() != first.trim();
+                }
+            }
+        }
+        s
+    }
+
+    /// As [`Message`](super::message::Message)'s accessors read it:
+    /// missing, or repeated with another value as written, is an error.
+    fn exact(&self, which: Single) -> Result<&'a str, HeaderError> {
+        let i = which as usize;
+        let first = self.first[i].ok_or(HeaderError::missing(which.label()))?;
+        if self.differs[i] {
+            return Err(repeated(which));
+        }
+        Ok(first)
+    }
+
+    /// Trimmed; repeated with another (trimmed) value is a 400.
+    fn trimmed(&self, which: Single) -> Result<Option<&'a str>, Rejection> {
+        let i = which as usize;
+        if self.differs_trimmed[i] {
+            return Err(Rejection::header(repeated(which)));
+        }
+        Ok(self.first[i].map(str::trim))
+    }
+}
+
+fn repeated(which: Single) -> HeaderError {
+    HeaderError {
+        header: which.label(),
+        reason: "appears more than once",
+    }
+}
+
 /// From and To: the header and its URI (of any scheme) must parse.
-fn check_name_addr(
-    label: &'static str,
-    value: Result<NameAddr<'_>, HeaderError>,
-) -> Result<(), Rejection> {
-    let value = value.map_err(Rejection::header)?;
+fn check_name_addr(label: &'static str, value: Result<&str, HeaderError>) -> Result<(), Rejection> {
+    let value = value
+        .and_then(|v| NameAddr::parse(label, v))
+        .map_err(Rejection::header)?;
     crate::packet::uri::Uri::check(value.uri_str())
         .map_err(|e| Rejection::bad_request(format_args!("{label} header: {e}")))
 }

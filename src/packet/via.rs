@@ -91,12 +91,7 @@ impl<'a> Via<'a> {
         // Anything between the parameters must be parameters: `;;,;` junk
         // leaves an empty name, which `params` skips, so look for stray
         // characters explicitly.
-        if params_str
-            .split(';')
-            .skip(1)
-            .any(|p| trim_lws(p).is_empty())
-            && !params_str.is_empty()
-        {
+        if has_empty_parameter(params_str) {
             return Err(err("empty parameter"));
         }
         Ok(Via {
@@ -217,6 +212,15 @@ pub(crate) struct ViaSpans {
     received: Option<Option<Span>>,
     rport: Option<Option<Span>>,
     maddr: Option<Option<Span>>,
+}
+
+/// Whether some `;` of `params` is followed by nothing but white space
+/// before the next `;` or the end (quotes not considered: `;;` is junk
+/// wherever it is).
+fn has_empty_parameter(params: &str) -> bool {
+    let mut segments = params.split(';');
+    segments.next();
+    segments.any(|p| p.bytes().all(is_lws))
 }
 
 /// The range of `part` inside `base` (`part` must be a slice of it).
