@@ -128,7 +128,7 @@ impl Request {
         }
         let cseq = singles
             .exact(Single::CSeq)
-            .and_then(|v| super::CSeq::parse(v))
+            .and_then(super::CSeq::parse)
             .map_err(Rejection::header)?;
         if cseq.method != *self.method() {
             return Err(Rejection::bad_request(
