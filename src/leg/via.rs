@@ -41,11 +41,10 @@ pub(crate) fn host_of(ip: IpAddr) -> String {
 /// `received` is always added). Returns false when the request has no
 /// usable top Via (the caller drops it).
 pub(crate) fn stamp_received(req: &mut Request, from: SocketAddr) -> bool {
-    let new_value = {
-        let Some(top) = req.headers().get(HeaderName::Via) else {
-            return false;
-        };
-        let Ok(via) = Via::parse(top) else {
+    let stamp = {
+        // The parse the message remembers (the checks and the transaction
+        // key read it again): carried over to the stamped value below.
+        let Some(Ok(via)) = req.headers().top_via() else {
             return false;
         };
         let fill_rport = via.rport() == Some(None);
@@ -55,16 +54,59 @@ pub(crate) fn stamp_received(req: &mut Request, from: SocketAddr) -> bool {
         if same_host && !fill_rport {
             return true;
         }
+        let Some(top) = req.headers().get(HeaderName::Via) else {
+            return false;
+        };
         // Built in the per-thread buffer: the header's copy is the one
         // allocation.
         crate::packet::with_scratch(|out| {
-            rewrite_params(top, from, true, fill_rport, out);
-            std::rc::Rc::<str>::from(std::str::from_utf8(out).unwrap_or(top))
+            let written = rewrite_params(top, from, true, fill_rport, out);
+            let removed = dropped_segment(top, fill_rport);
+            // The remembered parse carries over only when the new value is
+            // the old one with (at most) one parameter taken out and the
+            // new ones appended, byte for byte.
+            let carries = removed.is_some_and(|cut| {
+                let (a, b) = cut.unwrap_or((top.len(), top.len()));
+                let kept = &out[..written.kept];
+                kept.len() == top.len() - (b - a)
+                    && kept[..a] == top.as_bytes()[..a]
+                    && kept[a..] == top.as_bytes()[b..]
+            });
+            let value = std::rc::Rc::<str>::from(std::str::from_utf8(out).unwrap_or(top));
+            (value, carries.then(|| removed.flatten()), written)
         })
     };
-    req.headers_mut()
-        .replace_first_shared(HeaderName::Via, new_value);
+    let (value, carried, written) = stamp;
+    let headers = req.headers_mut();
+    match carried {
+        Some(removed) => {
+            headers.stamp_top_via(value, removed, written.received, written.rport);
+        }
+        None => {
+            headers.replace_first_shared(HeaderName::Via, value);
+        }
+    }
     true
+}
+
+/// The one parameter segment (`;name[=value]`, from its `;`) that
+/// [`rewrite_params`] drops from `top` when it stamps `received` (and
+/// fills `rport`): `Some(None)` when it drops none, `None` when it drops
+/// more than one.
+fn dropped_segment(top: &str, rport: bool) -> Option<Option<(usize, usize)>> {
+    let mut found = None;
+    let mut pos = top.find(';')?;
+    for p in top[pos + 1..].split(';') {
+        let name = p.split('=').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("received") || (rport && name.eq_ignore_ascii_case("rport")) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some((pos, pos + 1 + p.len()));
+        }
+        pos += 1 + p.len();
+    }
+    Some(found)
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -74,10 +116,24 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Where [`rewrite_params`] put things: the length of what it kept of the
+/// old value, and the ranges of the values it appended.
+struct Written {
+    kept: usize,
+    received: Option<(usize, usize)>,
+    rport: Option<(usize, usize)>,
+}
+
 /// Rewrites the parameters of one Via value: drops old `received` /
 /// `rport` as needed and appends the new ones, keeping everything else as
 /// written.
-fn rewrite_params(top: &str, from: SocketAddr, received: bool, rport: bool, out: &mut Vec<u8>) {
+fn rewrite_params(
+    top: &str,
+    from: SocketAddr,
+    received: bool,
+    rport: bool,
+    out: &mut Vec<u8>,
+) -> Written {
     let mut parts = top.split(';');
     out.extend_from_slice(parts.next().unwrap_or("").trim_end().as_bytes());
     for p in parts {
@@ -90,19 +146,30 @@ fn rewrite_params(top: &str, from: SocketAddr, received: bool, rport: bool, out:
         out.push(b';');
         out.extend_from_slice(p.trim().as_bytes());
     }
+    let mut written = Written {
+        kept: out.len(),
+        received: None,
+        rport: None,
+    };
     // Written straight into `out`: this runs for every request received.
     use std::io::Write;
     if received {
         // RFC 3261 grammar: received = IPv4address / IPv6address (no brackets).
-        let _ = write!(out, ";received={}", canonical(from.ip()));
+        out.extend_from_slice(b";received=");
+        let start = out.len();
+        let _ = write!(out, "{}", canonical(from.ip()));
+        written.received = Some((start, out.len()));
     }
     if rport {
         out.extend_from_slice(b";rport=");
+        let start = out.len();
         out.extend_from_slice(crate::packet::decimal(
             u64::from(from.port()),
             &mut [0u8; 20],
         ));
+        written.rport = Some((start, out.len()));
     }
+    written
 }
 
 /// RFC 3261 18.1.2: a response whose top Via sent-by does not name this
@@ -173,6 +240,39 @@ mod tests {
         let via = r.top_via().unwrap();
         assert_eq!(via.received(), Some("2001:db8::2"));
         assert_eq!(via.rport(), Some(Some(5062)));
+    }
+
+    #[test]
+    fn the_stamped_via_keeps_its_parse_without_parsing_again() {
+        let shapes = [
+            ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport", true),
+            ("SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1;maddr=192.0.2.9", true),
+            ("SIP/2.0/UDP pc33.example.com;branch=z9hG4bK1", true),
+            ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=7;received=10.0.0.1", true),
+            ("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;rport", true),
+            ("SIP/2.0/UDP 192.0.2.1:5060;received=10.0.0.1;rport;branch=z9hG4bK1", false),
+            ("SIP/2.0/UDP 192.0.2.1:5060 ; branch=z9hG4bK1 ; rport", false),
+            ("SIP/2.0/UDP h;branch=z9hG4bK1;rport, SIP/2.0/TCP second;branch=z9hG4bK2", true),
+        ];
+        let sources = ["192.0.2.1:61000", "198.51.100.7:5060", "[2001:db8::2]:5062"];
+        for (via, carried) in shapes {
+            for from in sources {
+                let mut r = req(via);
+                assert!(stamp_received(&mut r, from.parse().unwrap()));
+                if !r.is_modified() {
+                    continue;
+                }
+                // Carried over when the rewrite only took out one stale
+                // parameter and appended; parsed again otherwise.
+                let remembered = r.headers().top_via_at(0).is_some();
+                assert_eq!(remembered, carried, "{via} from {from}");
+                let fresh = Via::parse(r.headers().get(HeaderName::Via).unwrap()).unwrap();
+                let kept = r.top_via().unwrap();
+                assert_eq!(format!("{kept:?}"), format!("{fresh:?}"), "{via} from {from}");
+                assert_eq!(kept.rport(), fresh.rport());
+                assert_eq!(kept.received(), fresh.received());
+            }
+        }
     }
 
     #[test]

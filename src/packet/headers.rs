@@ -260,6 +260,41 @@ impl Headers {
         Some(Ok(via))
     }
 
+    /// Replaces the top Via value (the first element of the first Via
+    /// line) with `new`, a stamped copy of it (see [`ViaSpans::stamped`]
+    /// for `removed`, `received` and `rport`), carrying the remembered
+    /// parse over instead of parsing `new` again. Without a remembered
+    /// parse of the old value, `new` is parsed when next asked for.
+    pub(crate) fn stamp_top_via(
+        &mut self,
+        new: Rc<str>,
+        removed: Option<(usize, usize)>,
+        received: Option<(usize, usize)>,
+        rport: Option<(usize, usize)>,
+    ) -> bool {
+        let before = self.top_via.get();
+        let len = new.len();
+        if !self.replace_first_shared(HeaderName::Via, new) {
+            return false;
+        }
+        // The first Via field's value now starts with `new` (the rest of
+        // its list, if any, follows): the remembered parse carries over
+        // when it was of the first element of that field.
+        let field = self.position(&HeaderName::Via);
+        let carried = before
+            .filter(|c| Some(c.field as usize) == field && c.start == 0)
+            .and_then(|c| {
+                Some(TopVia {
+                    field: c.field,
+                    start: 0,
+                    end: u16::try_from(len).ok()?,
+                    spans: c.spans.stamped(removed, len, received, rport)?,
+                })
+            });
+        self.top_via.set(carried);
+        true
+    }
+
     /// The remembered top Via, for a copy of the fields up to and
     /// including `field` kept in order (a response built from a request).
     pub(crate) fn top_via_at(&self, field: usize) -> Option<TopVia> {

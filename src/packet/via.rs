@@ -223,6 +223,69 @@ fn has_empty_parameter(params: &str) -> bool {
     segments.any(|p| p.bytes().all(is_lws))
 }
 
+impl ViaSpans {
+    /// The spans of a Via value rewritten as a leg stamps it: the old
+    /// value with the byte range `removed` taken out (a stale parameter),
+    /// then parameters appended up to `new_len`, among them `received`
+    /// and `rport` with their values at the given ranges (`None`: the
+    /// parameter is not among the appended ones). `None` when a part the
+    /// old parse found overlaps `removed`.
+    pub(crate) fn stamped(
+        &self,
+        removed: Option<(usize, usize)>,
+        new_len: usize,
+        received: Option<(usize, usize)>,
+        rport: Option<(usize, usize)>,
+    ) -> Option<ViaSpans> {
+        let (a, b) = removed.map_or((usize::MAX, usize::MAX), |(a, b)| (a, b));
+        let cut = b.saturating_sub(a) as u16;
+        let (a, b) = (u16::try_from(a).unwrap_or(u16::MAX), u16::try_from(b).unwrap_or(u16::MAX));
+        let shift = |sp: Span| -> Option<Span> {
+            if sp.1 <= a {
+                Some(sp)
+            } else if sp.0 >= b {
+                Some((sp.0 - cut, sp.1 - cut))
+            } else {
+                None
+            }
+        };
+        let shift_param = |p: Option<Option<Span>>| -> Option<Option<Option<Span>>> {
+            Some(match p {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(sp)) => Some(Some(shift(sp)?)),
+            })
+        };
+        let span = |r: (usize, usize)| -> Option<Span> {
+            Some((u16::try_from(r.0).ok()?, u16::try_from(r.1).ok()?))
+        };
+        let params_start = if self.params.0 >= b {
+            self.params.0 - cut
+        } else {
+            self.params.0
+        };
+        Some(ViaSpans {
+            protocol: shift(self.protocol)?,
+            version: shift(self.version)?,
+            transport: shift(self.transport)?,
+            host: shift(self.host)?,
+            params: (params_start, u16::try_from(new_len).ok()?),
+            ip: self.ip,
+            port: self.port,
+            branch: shift_param(self.branch)?,
+            received: match received {
+                Some(r) => Some(Some(span(r)?)),
+                None => shift_param(self.received)?,
+            },
+            rport: match rport {
+                Some(r) => Some(Some(span(r)?)),
+                None => shift_param(self.rport)?,
+            },
+            maddr: shift_param(self.maddr)?,
+        })
+    }
+}
+
 /// The range of `part` inside `base` (`part` must be a slice of it).
 fn span_of(base: &str, part: &str) -> Option<Span> {
     let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;

@@ -29,6 +29,8 @@ pub(super) struct ServerTx {
     pub(super) last_response: Option<Rc<[u8]>>,
     pub(super) response_delivery: Option<DeliveryId>,
     pub(super) expire: Option<TimerKey>,
+    /// The tick `expire` fires at.
+    pub(super) expire_tick: u64,
 }
 
 /// The server transactions of one connection. Removal is lazy (an expired
@@ -68,6 +70,7 @@ impl Core {
             last_response: None,
             response_delivery: None,
             expire: None,
+            expire_tick: 0,
         });
         self.server_keys.insert(hash, sid);
         self.server_order.push_back(sid);
@@ -101,6 +104,12 @@ impl Core {
         let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
             return;
         };
+        if tx.expire.is_some() && tx.expire_tick == deadline {
+            // Already due then: a non-INVITE answered within the tick it
+            // arrived in keeps its timer (no cancel and insert per
+            // transaction).
+            return;
+        }
         if let Some(old) = tx.expire.take() {
             self.wheel.cancel(old);
         }
@@ -114,6 +123,7 @@ impl Core {
         );
         if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
             tx.expire = Some(key);
+            tx.expire_tick = deadline;
         }
     }
 
