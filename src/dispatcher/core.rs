@@ -511,16 +511,24 @@ impl Core {
             // Kept until the transaction ends: no spare capacity.
             packet.headers_mut().shrink_to_fit();
         }
-        let id_key = match &opts.id {
-            Some(id) => self.keys.of(id),
-            None => self.keys.of_tid(
-                packet.call_id().unwrap_or(""),
-                packet.cseq().map(|c| c.number).unwrap_or(0),
-            ),
+        // Only deliveries that stay pending are indexed by id and Call-ID
+        // (`cancel_delivery`); a one-shot send needs neither hash.
+        let (id_key, callid_key) = if matches!(mode, Mode::Oneshot) {
+            (0, 0)
+        } else {
+            let id_key = match &opts.id {
+                Some(id) => self.keys.of(id),
+                None => self.keys.of_tid(
+                    packet.call_id().unwrap_or(""),
+                    packet.cseq().map(|c| c.number).unwrap_or(0),
+                ),
+            };
+            (
+                id_key,
+                self.keys
+                    .of(opts.callid.as_deref().unwrap_or(packet.callid())),
+            )
         };
-        let callid_key = self
-            .keys
-            .of(opts.callid.as_deref().unwrap_or(packet.callid()));
         let labels = (opts.id.is_some() || opts.callid.is_some()).then(|| {
             Box::new(Labels {
                 id: opts.id.map(String::into_boxed_str),

@@ -60,20 +60,9 @@ pub(crate) fn stamp_received(req: &mut Request, from: SocketAddr) -> bool {
         // Built in the per-thread buffer: the header's copy is the one
         // allocation.
         crate::packet::with_scratch(|out| {
-            let written = rewrite_params(top, from, true, fill_rport, out);
-            let removed = dropped_segment(top, fill_rport);
-            // The remembered parse carries over only when the new value is
-            // the old one with (at most) one parameter taken out and the
-            // new ones appended, byte for byte.
-            let carries = removed.is_some_and(|cut| {
-                let (a, b) = cut.unwrap_or((top.len(), top.len()));
-                let kept = &out[..written.kept];
-                kept.len() == top.len() - (b - a)
-                    && kept[..a] == top.as_bytes()[..a]
-                    && kept[a..] == top.as_bytes()[b..]
-            });
+            let (written, carried) = stamp_value(top, from, fill_rport, out);
             let value = std::rc::Rc::<str>::from(std::str::from_utf8(out).unwrap_or(top));
-            (value, carries.then(|| removed.flatten()), written)
+            (value, carried, written)
         })
     };
     let (value, carried, written) = stamp;
@@ -87,6 +76,39 @@ pub(crate) fn stamp_received(req: &mut Request, from: SocketAddr) -> bool {
         }
     }
     true
+}
+
+/// Writes the stamped value of `top` into `out` (`received`, and `rport`
+/// filled when `fill_rport`), exactly as [`rewrite_params`] writes it.
+/// When the result is `top` with at most one parameter taken out (the
+/// range returned) and the new ones appended, that is what it builds
+/// directly, and the parse of `top` carries over.
+fn stamp_value(
+    top: &str,
+    from: SocketAddr,
+    fill_rport: bool,
+    out: &mut Vec<u8>,
+) -> (Written, Option<Option<(usize, usize)>>) {
+    // Nothing white space could be trimmed from: `rewrite_params` keeps
+    // every other byte as written.
+    let plain = match top.find(';') {
+        Some(semi) => {
+            top.as_bytes()[semi..].iter().all(u8::is_ascii_graphic)
+                && top.as_bytes()[..semi]
+                    .last()
+                    .is_some_and(u8::is_ascii_graphic)
+        }
+        None => false,
+    };
+    match dropped_segment(top, fill_rport).filter(|_| plain) {
+        Some(cut) => {
+            let (a, b) = cut.unwrap_or((top.len(), top.len()));
+            out.extend_from_slice(&top.as_bytes()[..a]);
+            out.extend_from_slice(&top.as_bytes()[b..]);
+            (append_stamp(out, from, true, fill_rport), Some(cut))
+        }
+        None => (rewrite_params(top, from, true, fill_rport, out), None),
+    }
 }
 
 /// The one parameter segment (`;name[=value]`, from its `;`) that
@@ -116,10 +138,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Where [`rewrite_params`] put things: the length of what it kept of the
-/// old value, and the ranges of the values it appended.
+/// Where [`rewrite_params`] put the values it appended.
 struct Written {
-    kept: usize,
     received: Option<(usize, usize)>,
     rport: Option<(usize, usize)>,
 }
@@ -146,18 +166,34 @@ fn rewrite_params(
         out.push(b';');
         out.extend_from_slice(p.trim().as_bytes());
     }
+    append_stamp(out, from, received, rport)
+}
+
+/// Appends `;received=IP` and `;rport=PORT` as asked.
+fn append_stamp(out: &mut Vec<u8>, from: SocketAddr, received: bool, rport: bool) -> Written {
     let mut written = Written {
-        kept: out.len(),
         received: None,
         rport: None,
     };
     // Written straight into `out`: this runs for every request received.
-    use std::io::Write;
     if received {
         // RFC 3261 grammar: received = IPv4address / IPv6address (no brackets).
         out.extend_from_slice(b";received=");
         let start = out.len();
-        let _ = write!(out, "{}", canonical(from.ip()));
+        match canonical(from.ip()) {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(crate::packet::decimal(u64::from(octet), &mut [0u8; 20]));
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                let _ = write!(out, "{v6}");
+            }
+        }
         written.received = Some((start, out.len()));
     }
     if rport {
@@ -271,6 +307,36 @@ mod tests {
                 assert_eq!(format!("{kept:?}"), format!("{fresh:?}"), "{via} from {from}");
                 assert_eq!(kept.rport(), fresh.rport());
                 assert_eq!(kept.received(), fresh.received());
+            }
+        }
+    }
+
+    #[test]
+    fn the_direct_stamp_writes_what_the_general_rewrite_writes() {
+        let shapes = [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1",
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;RPORT;received=10.0.0.1",
+            "SIP/2.0/UDP h;branch=z9hG4bK1;rport=5;Received=x",
+            "SIP/2.0/UDP h;branch=z9hG4bK1",
+            "SIP/2.0/UDP h ;branch=z9hG4bK1;rport",
+            "SIP/2.0/UDP h;branch=z9hG4bK1; rport",
+            "SIP/2.0/UDP h;branch=é;rport",
+        ];
+        for top in shapes {
+            for from in ["192.0.2.7:61000", "[2001:db8::2]:5062", "[::ffff:192.0.2.9]:1"] {
+                let from: SocketAddr = from.parse().unwrap();
+                for fill in [false, true] {
+                    let (mut direct, mut general) = (Vec::new(), Vec::new());
+                    let (a, _) = stamp_value(top, from, fill, &mut direct);
+                    let b = rewrite_params(top, from, true, fill, &mut general);
+                    assert_eq!(
+                        String::from_utf8(direct).unwrap(),
+                        String::from_utf8(general).unwrap(),
+                        "{top} {from} {fill}"
+                    );
+                    assert_eq!((a.received, a.rport), (b.received, b.rport));
+                }
             }
         }
     }

@@ -184,8 +184,19 @@ impl OtherUri {
 /// Characters allowed anywhere in a URI here: printable ASCII without
 /// space, quotes and angle brackets, plus UTF-8 (tolerated).
 fn is_uric(b: u8) -> bool {
-    (b > 0x20 && b != 0x7f && !matches!(b, b'<' | b'>' | b'"')) || b >= 0x80
+    URIC[usize::from(b)]
 }
+
+const URIC: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = (c > 0x20 && c != 0x7f && c != b'<' && c != b'>' && c != b'"') || c >= 0x80;
+        b += 1;
+    }
+    t
+};
 
 /// The host part of a SIP URI or Via.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -338,12 +349,14 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<IpAddr>, Option<u1
             None => return Err(UriError("junk after IPv6 reference")),
         };
         (&s[..=end], port)
-    } else if s.bytes().filter(|&b| b == b':').count() > 1 {
-        // RFC 5118 4.2: an IPv6 address must be written as a reference in
-        // brackets; without them its colons cannot be told from the port's.
-        return Err(UriError("IPv6 address without brackets"));
     } else {
         match s.find(':') {
+            // RFC 5118 4.2: an IPv6 address must be written as a reference
+            // in brackets; without them its colons cannot be told from the
+            // port's.
+            Some(c) if s[c + 1..].contains(':') => {
+                return Err(UriError("IPv6 address without brackets"));
+            }
             Some(c) => (s[..c].trim_end(), Some(s[c + 1..].trim_start())),
             None => (s, None),
         }
@@ -457,10 +470,10 @@ impl SipUri {
             }
             pos = at + 1;
         }
-        let hostport_end = s[pos..]
-            .find([';', '?'])
-            .map(|i| pos + i)
-            .unwrap_or(s.len());
+        let hostport_end = s.as_bytes()[pos..]
+            .iter()
+            .position(|&b| b == b';' || b == b'?')
+            .map_or(s.len(), |i| pos + i);
         let (host, ip, port) = parse_hostport(&s[pos..hostport_end])?;
         let host = r(pos, pos + host.len());
         let (params_end, headers) = match s[hostport_end..].find('?') {
