@@ -99,6 +99,22 @@ impl<T> Arena<T> {
         Some(value)
     }
 
+    /// Removes and drops the value where it lies (a `remove` whose result
+    /// is not wanted would move it out first); false when it is not there.
+    pub(crate) fn discard(&mut self, index: u32, generation: u32) -> bool {
+        let Some(slot) = self
+            .slot_mut(index)
+            .filter(|s| s.generation == generation && s.value.is_some())
+        else {
+            return false;
+        };
+        slot.value = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+        self.len -= 1;
+        true
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -1432,25 +1432,34 @@ impl Core {
     fn remove(&mut self, id: DeliveryId) {
         self.stop_all_timers(id);
         self.unindex_dst(id);
-        let Some(d) = self.deliveries.remove(id.index, id.generation) else {
+        // What points to the delivery, read in place: the delivery itself
+        // (several hundred bytes) is dropped where it lies, not moved out.
+        let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
             return;
         };
-        if d.indexed {
-            self.by_id.remove(d.id_key, id);
-            self.by_callid.remove(d.callid_key, id);
+        let indexed = d.indexed.then_some((d.id_key, d.callid_key));
+        let client_key = match (&d.mode, d.packet.method(), &d.branch) {
+            (Mode::Client(_), Some(method), Some(branch)) => {
+                Some(self.keys.of_transaction(branch, method))
+            }
+            _ => None,
+        };
+        let dialog = d.dialog.take();
+        let server = d.server;
+        self.deliveries.discard(id.index, id.generation);
+        if let Some((id_key, callid_key)) = indexed {
+            self.by_id.remove(id_key, id);
+            self.by_callid.remove(callid_key, id);
         }
-        if let (Mode::Client(_), Some(method), Some(branch)) =
-            (&d.mode, d.packet.method(), &d.branch)
-        {
-            let key = self.keys.of_transaction(branch, method);
+        if let Some(key) = client_key {
             self.client_keys.remove(key, id);
         }
-        if let Some(key) = d.dialog {
+        if let Some(key) = dialog {
             if self.dialogs.get(&*key) == Some(&id) {
                 self.dialogs.remove(&*key);
             }
         }
-        if let Some(sid) = d.server {
+        if let Some(sid) = server {
             if let Some(tx) = self.servers.get_mut(sid.0, sid.1) {
                 if tx.response_delivery == Some(id) {
                     tx.response_delivery = None;

@@ -16,6 +16,10 @@ pub(crate) const RECV_BATCH: usize = 16;
 pub(crate) const SEND_BATCH: usize = 32;
 /// Room per received datagram: the largest UDP payload fits.
 const SLOT: usize = 65_536;
+/// Distance between slot starts: a slot and a few cache lines, so that the
+/// starts of the slots (where most datagrams lie whole) do not all map to
+/// the same cache sets, as 64 KiB strides would.
+const STRIDE: usize = SLOT + 4 * 64 + 4096;
 
 /// Buffers for one `recvmmsg`: [`RECV_BATCH`] slots of 64 KiB (allocated
 /// zeroed, so untouched pages cost no memory), and what each received.
@@ -31,7 +35,7 @@ pub(crate) struct RecvBatch {
 impl RecvBatch {
     pub(crate) fn new() -> RecvBatch {
         RecvBatch {
-            bufs: vec![0u8; SLOT * RECV_BATCH].into_boxed_slice(),
+            bufs: vec![0u8; STRIDE * RECV_BATCH].into_boxed_slice(),
             names: (0..RECV_BATCH)
                 .map(|_| MaybeUninit::zeroed())
                 .collect::<Vec<_>>()
@@ -54,7 +58,7 @@ impl RecvBatch {
         for (i, (iov, msg)) in iovs.iter_mut().zip(msgs.iter_mut()).enumerate() {
             let iov = iov.write(libc::iovec {
                 // SAFETY: slot i lies within `bufs` (RECV_BATCH slots).
-                iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                iov_base: unsafe { base.add(i * STRIDE) }.cast(),
                 iov_len: SLOT,
             });
             msg.msg_hdr.msg_iov = iov;
@@ -97,7 +101,7 @@ impl RecvBatch {
         // names[i]; the storage was zeroed before, so the rest is defined.
         let name = unsafe { self.names[i].assume_init_ref() };
         let addr = super::udp::sockaddr_to_std(name)?;
-        let start = i * SLOT;
+        let start = i * STRIDE;
         Some((&self.bufs[start..start + self.lens[i]], addr, self.whole[i]))
     }
 }

@@ -128,13 +128,17 @@ impl Core {
     }
 
     pub(super) fn server_expired(&mut self, sid: (u32, u32)) {
-        let Some(tx) = self.servers.remove(sid.0, sid.1) else {
+        // Read in place and dropped where it lies (no move of the
+        // transaction out of the arena).
+        let Some(tx) = self.servers.get(sid.0, sid.1) else {
             return;
         };
-        if let Some(k) = tx.expire {
+        let (expire, hash) = (tx.expire, tx.hash);
+        self.servers.discard(sid.0, sid.1);
+        if let Some(k) = expire {
             self.wheel.cancel(k);
         }
-        if let std::collections::hash_map::Entry::Occupied(e) = self.server_keys.entry(tx.hash) {
+        if let std::collections::hash_map::Entry::Occupied(e) = self.server_keys.entry(hash) {
             if *e.get() == sid {
                 e.remove();
             }
