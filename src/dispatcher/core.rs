@@ -445,12 +445,12 @@ impl Core {
     }
 
     /// The transports there are legs for.
-    pub(crate) fn available_protocols(&self) -> Vec<Protocol> {
-        let mut v: Vec<Protocol> = Vec::with_capacity(3);
+    /// The transports there are legs for, in the order first seen (at
+    /// most the three there are; no allocation: this runs per resolution).
+    pub(crate) fn available_protocols(&self) -> Protocols {
+        let mut v = Protocols::default();
         for (_, _, leg) in self.legs.iter() {
-            if !v.contains(&leg.protocol()) {
-                v.push(leg.protocol());
-            }
+            v.add(leg.protocol());
         }
         v
     }
@@ -704,7 +704,7 @@ impl Core {
             &self.s.domain2proxy,
             self.s.outgoing_proxy.as_ref(),
             &allowed,
-            &available,
+            available.as_slice(),
         ) {
             Ok(plan) => {
                 let default_udp =
@@ -1747,6 +1747,36 @@ fn retry_after(resp: &Response) -> Option<u64> {
     let v = resp.headers().get(HeaderName::RetryAfter)?;
     let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
     digits.parse::<u64>().ok().map(|s| s.min(86_400))
+}
+
+/// A set of transports in insertion order, inline.
+#[derive(Clone, Copy)]
+pub(crate) struct Protocols {
+    list: [Protocol; 4],
+    len: usize,
+}
+
+impl Default for Protocols {
+    fn default() -> Protocols {
+        Protocols {
+            list: [Protocol::Udp; 4],
+            len: 0,
+        }
+    }
+}
+
+impl Protocols {
+    fn add(&mut self, p: Protocol) {
+        if !self.as_slice().contains(&p) && self.len < self.list.len() {
+            self.list[self.len] = p;
+            self.len += 1;
+        }
+    }
+
+    /// The transports, in order.
+    pub(crate) fn as_slice(&self) -> &[Protocol] {
+        &self.list[..self.len]
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,16 @@ impl Lookup {
         seed: u64,
         done: LookupDone,
     ) {
+        if let Some(ip) = plan.host.ip() {
+            // An IP literal: nothing to look up (no lookup state either).
+            let out = direct_targets(&plan, &[ip]);
+            done(if out.is_empty() {
+                Err(no_address(&plan.host))
+            } else {
+                Ok(out)
+            });
+            return;
+        }
         let this = Rc::new(RefCell::new(Lookup {
             plan,
             resolver,
@@ -447,21 +457,40 @@ impl Lookup {
                 Host::Domain(d) => self.ips_of(d.trim_end_matches('.')),
                 h => h.ip().into_iter().collect(),
             };
-            for proto in &self.plan.protos {
-                let port = self.plan.port.unwrap_or(proto.default_port());
-                for ip in &ips {
-                    push(*proto, *ip, port);
-                }
-            }
+            out = direct_targets(&self.plan, &ips);
         }
         if out.is_empty() {
-            let host = &self.plan.host;
-            return Err(self.error.take().unwrap_or_else(|| {
-                Error::new(Errno::EHOSTUNREACH, format!("no address found for {host}"))
-            }));
+            return Err(self
+                .error
+                .take()
+                .unwrap_or_else(|| no_address(&self.plan.host)));
         }
         Ok(out)
     }
+}
+
+/// Every planned transport to every address, on the planned port (or the
+/// transport's default), without duplicates.
+fn direct_targets(plan: &Plan, ips: &[IpAddr]) -> Vec<Resolved> {
+    let mut out: Vec<Resolved> = Vec::with_capacity(plan.protos.len() * ips.len());
+    for proto in &plan.protos {
+        let port = plan.port.unwrap_or(proto.default_port());
+        for ip in ips {
+            let r = Resolved {
+                proto: *proto,
+                addr: SocketAddr::new(*ip, port),
+                host: plan.identity.clone(),
+            };
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+fn no_address(host: &Host) -> Error {
+    Error::new(Errno::EHOSTUNREACH, format!("no address found for {host}"))
 }
 
 #[cfg(test)]

@@ -378,7 +378,7 @@ impl Dispatcher {
                 &core.s.domain2proxy,
                 core.s.outgoing_proxy.as_ref(),
                 allowed_proto,
-                &core.available_protocols(),
+                core.available_protocols().as_slice(),
             )
         };
         let weak = self.downgrade();

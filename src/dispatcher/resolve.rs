@@ -97,6 +97,9 @@ pub(crate) fn match_domain<'a>(
     map: &'a [(String, ProxySpec)],
     domain: &str,
 ) -> Option<&'a ProxySpec> {
+    if map.is_empty() {
+        return None;
+    }
     let find = |key: &str| {
         map.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
@@ -105,9 +108,18 @@ pub(crate) fn match_domain<'a>(
     if let Some(p) = find(domain) {
         return Some(p);
     }
+    // `*.rest`, compared without building it.
+    let wildcard = |rest: &str| {
+        map.iter()
+            .find(|(k, _)| {
+                k.strip_prefix("*.")
+                    .is_some_and(|suffix| suffix.eq_ignore_ascii_case(rest))
+            })
+            .map(|(_, v)| v)
+    };
     let mut rest = domain;
     loop {
-        if let Some(p) = find(&format!("*.{rest}")) {
+        if let Some(p) = wildcard(rest) {
             return Some(p);
         }
         match rest.split_once('.') {

@@ -716,8 +716,29 @@ impl Leg {
         dst: &Destination,
         out: &mut Vec<u8>,
     ) {
-        let host = self.via_host_for(dst.addr.ip());
-        let via = via::outgoing_via(self.inner.proto, &host, self.inner.local.port(), branch);
+        // The Via is put together in a per-thread buffer (no allocation).
+        thread_local! {
+            static VIA: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        VIA.with(|cell| {
+            // A re-entrant call (never expected) gets a buffer of its own.
+            let mut own = String::new();
+            let mut guard = cell.try_borrow_mut();
+            let via = match guard.as_deref_mut() {
+                Ok(v) => v,
+                Err(_) => &mut own,
+            };
+            via.clear();
+            let host = match &self.inner.options.via_host {
+                Some(h) => via::Host::Name(h),
+                None => via::Host::Ip(self.local_addr_for(dst.addr.ip()).ip()),
+            };
+            via::push_outgoing_via(via, self.inner.proto, host, self.inner.local.port(), branch);
+            self.write_with_via(request, via, dst, out);
+        });
+    }
+
+    fn write_with_via(&self, request: &Request, via: &str, dst: &Destination, out: &mut Vec<u8>) {
         // Only for a request that starts here (no Via yet): a proxy
         // forwards an INVITE's Contact as it is.
         let needs_contact = *request.method() == crate::packet::Method::Invite
@@ -732,9 +753,9 @@ impl Leg {
                 .and_then(|f| f.uri().ok())
                 .and_then(|u| u.as_sip().and_then(|s| s.user().map(str::to_owned)));
             let contact = format!("<{}>", self.contact(user.as_deref(), dst.addr.ip()));
-            request.write_with_top_headers(out, &[("Via", &via), ("Contact", &contact)]);
+            request.write_with_top_headers(out, &[("Via", via), ("Contact", &contact)]);
         } else {
-            request.write_with_top_headers(out, &[("Via", &via)]);
+            request.write_with_top_headers(out, &[("Via", via)]);
         }
     }
 

@@ -10,21 +10,58 @@ use super::addr::Protocol;
 /// the dispatcher's branch, and a valueless `rport` (RFC 3581 3); over TLS
 /// also `alias` (RFC 5923: the peer may send its requests to us over this
 /// connection, once our certificate proves the sent-by).
+#[cfg(test)]
 pub(crate) fn outgoing_via(proto: Protocol, host: &str, port: u16, branch: &str) -> String {
-    let mut v = String::with_capacity(48 + host.len() + branch.len());
+    let mut v = String::new();
+    push_outgoing_via(&mut v, proto, Host::Name(host), port, branch);
+    v
+}
+
+/// The sent-by host of a Via a leg writes: a configured name, or the
+/// leg's address.
+pub(crate) enum Host<'a> {
+    Name(&'a str),
+    Ip(IpAddr),
+}
+
+/// Appends the Via value of [`outgoing_via`] to `v`.
+pub(crate) fn push_outgoing_via(v: &mut String, proto: Protocol, host: Host<'_>, port: u16, branch: &str) {
     v.push_str("SIP/2.0/");
     v.push_str(proto.via_name());
     v.push(' ');
-    v.push_str(host);
+    match host {
+        Host::Name(h) => v.push_str(h),
+        Host::Ip(IpAddr::V4(a)) => push_ipv4(v, a),
+        Host::Ip(IpAddr::V6(a)) => {
+            use std::fmt::Write;
+            let _ = write!(v, "[{a}]");
+        }
+    }
     v.push(':');
-    v.push_str(&port.to_string());
+    push_decimal(v, u64::from(port));
     v.push_str(";branch=");
     v.push_str(branch);
     v.push_str(";rport");
     if proto == Protocol::Tls {
         v.push_str(";alias");
     }
-    v
+}
+
+fn push_decimal(v: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    for &d in crate::packet::decimal(n, &mut digits) {
+        v.push(char::from(d));
+    }
+}
+
+/// Dotted-quad, without the formatter.
+fn push_ipv4(v: &mut String, a: std::net::Ipv4Addr) {
+    for (i, octet) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            v.push('.');
+        }
+        push_decimal(v, u64::from(octet));
+    }
 }
 
 /// How an IP address is written as a host: IPv6 in brackets.

@@ -97,7 +97,22 @@ pub(crate) fn derive_branch(req: &Request, top: &Via<'_>) -> String {
         route.field(p.trim());
     }
     route.field(call_id).field(from_tag).field_number(cseq);
-    format!("z9hG4bK{:016x}.{:016x}", tx.0, route.0)
+    // `z9hG4bK{tx:016x}.{route:016x}`, written without the formatter
+    // (this runs for every request forwarded).
+    let mut branch = String::with_capacity(7 + 16 + 1 + 16);
+    branch.push_str("z9hG4bK");
+    push_hex16(&mut branch, tx.0);
+    branch.push('.');
+    push_hex16(&mut branch, route.0);
+    branch
+}
+
+/// Appends `v` as 16 lower-case hex digits.
+fn push_hex16(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        out.push(char::from(HEX[((v >> (4 * i)) & 0xf) as usize]));
+    }
 }
 
 /// A To tag for the responses the proxy makes itself: deterministic too

@@ -191,6 +191,11 @@ impl Inner {
     /// back unchanged (16.3 step 4): one of our Vias carries the branch we
     /// compute now for the Via below it (the one that was on top then).
     fn looped(&self, req: &Request) -> bool {
+        // A loop needs one of our Vias above another: a request with a
+        // single Via (straight from its UAC) has none, and costs no parse.
+        if req.headers().get_all(HeaderName::Via).nth(1).is_none() {
+            return false;
+        }
         let mut vias = req.vias().filter_map(Result::ok);
         let Some(mut above) = vias.next() else {
             return false;
