@@ -332,6 +332,8 @@ pub(crate) struct Core {
     /// of the key's id and method); a hit is confirmed against the key.
     server_keys: HashIndex<(u32, u32)>,
     server_order: VecDeque<(u32, u32)>,
+    /// The server transaction created last (a hint for `route_response`).
+    last_server: Option<(u32, u32)>,
     /// Server transactions by the stream connection their request came on,
     /// so that a closing connection touches only its own transactions.
     server_by_conn: HashMap<(LegId, ConnId), server::ConnTxs>,
@@ -367,6 +369,7 @@ impl Core {
             servers: Arena::default(),
             server_keys: HashIndex::default(),
             server_order: VecDeque::new(),
+            last_server: None,
             server_by_conn: HashMap::new(),
             wheel: TimerWheel::new(),
             blacklist: HashMap::new(),
@@ -839,8 +842,18 @@ impl Core {
             return;
         };
         let only = d.allowed_legs;
+        // Most responses answer the request that arrived last: its
+        // transaction is tried before hashing the key.
         let sid = resp
-            .with_server_key(|key, method| self.find_server(key, method))
+            .with_server_key(|key, method| {
+                self.last_server
+                    .filter(|s| {
+                        self.servers
+                            .get(s.0, s.1)
+                            .is_some_and(|tx| tx.key.is(key, method))
+                    })
+                    .or_else(|| self.find_server(key, method))
+            })
             .flatten();
         if let Some((sid, tx)) = sid.and_then(|sid| Some((sid, self.servers.get(sid.0, sid.1)?))) {
             let dst = response_destination(&tx.source, resp);

@@ -227,13 +227,6 @@ pub(crate) fn plan(
         (host, port, protos, use_srv)
     };
     let first_available_only = proxy.is_none() && !use_srv && uri_proto.is_none();
-    // RFC 5922: the identity is the host of the URI resolved (the proxy's
-    // when a proxy is used), never what DNS returns.
-    let identity: Option<Rc<str>> = Some(Rc::from(
-        host.to_string()
-            .trim_start_matches('[')
-            .trim_end_matches(']'),
-    ));
     let use_naptr = use_srv && !naming_transport && proxy.is_none_or(|p| p.proto.is_none());
     let protos: Vec<Protocol> = protos
         .into_iter()
@@ -257,6 +250,15 @@ pub(crate) fn plan(
             format!("{uri}: none of the allowed transports can be used"),
         ));
     }
+    // RFC 5922: the identity is the host of the URI resolved (the proxy's
+    // when a proxy is used), never what DNS returns. Only TLS checks it.
+    let identity: Option<Rc<str>> = protos.contains(&Protocol::Tls).then(|| {
+        Rc::from(
+            host.to_string()
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+        )
+    });
     Ok(Plan {
         protos,
         host,

@@ -74,6 +74,7 @@ impl Core {
         });
         self.server_keys.insert(hash, sid);
         self.server_order.push_back(sid);
+        self.last_server = Some(sid);
         if let Some(conn) = from.conn {
             let servers = &self.servers;
             let entry = self.server_by_conn.entry((leg, conn)).or_default();
