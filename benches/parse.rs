@@ -233,7 +233,9 @@ Content-Length: 0\r\n\r\n";
 
 fn validate(c: &mut Criterion) {
     let mut g = c.benchmark_group("validate/options");
-    g.bench_function("parse", |b| b.iter(|| Packet::parse(black_box(OPTIONS)).unwrap()));
+    g.bench_function("parse", |b| {
+        b.iter(|| Packet::parse(black_box(OPTIONS)).unwrap())
+    });
     g.bench_function("parse_check_key", |b| {
         b.iter(|| {
             let p = Packet::parse(black_box(OPTIONS)).unwrap();
@@ -245,7 +247,12 @@ fn validate(c: &mut Criterion) {
     g.finish();
     let via = "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKlg00000000000004d2;rport=40000;received=127.0.0.2";
     c.bench_function("via/parse", |b| {
-        b.iter(|| sip_dispatch::packet::Via::parse(black_box(via)).unwrap().branch().map(str::len))
+        b.iter(|| {
+            sip_dispatch::packet::Via::parse(black_box(via))
+                .unwrap()
+                .branch()
+                .map(str::len)
+        })
     });
 }
 

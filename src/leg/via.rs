@@ -25,7 +25,13 @@ pub(crate) enum Host<'a> {
 }
 
 /// Appends the Via value of [`outgoing_via`] to `v`.
-pub(crate) fn push_outgoing_via(v: &mut String, proto: Protocol, host: Host<'_>, port: u16, branch: &str) {
+pub(crate) fn push_outgoing_via(
+    v: &mut String,
+    proto: Protocol,
+    host: Host<'_>,
+    port: u16,
+    branch: &str,
+) {
     v.push_str("SIP/2.0/");
     v.push_str(proto.via_name());
     v.push(' ');
@@ -319,13 +325,28 @@ mod tests {
     fn the_stamped_via_keeps_its_parse_without_parsing_again() {
         let shapes = [
             ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport", true),
-            ("SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1;maddr=192.0.2.9", true),
+            (
+                "SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bK1;maddr=192.0.2.9",
+                true,
+            ),
             ("SIP/2.0/UDP pc33.example.com;branch=z9hG4bK1", true),
-            ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=7;received=10.0.0.1", true),
+            (
+                "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=7;received=10.0.0.1",
+                true,
+            ),
             ("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;rport", true),
-            ("SIP/2.0/UDP 192.0.2.1:5060;received=10.0.0.1;rport;branch=z9hG4bK1", false),
-            ("SIP/2.0/UDP 192.0.2.1:5060 ; branch=z9hG4bK1 ; rport", false),
-            ("SIP/2.0/UDP h;branch=z9hG4bK1;rport, SIP/2.0/TCP second;branch=z9hG4bK2", true),
+            (
+                "SIP/2.0/UDP 192.0.2.1:5060;received=10.0.0.1;rport;branch=z9hG4bK1",
+                false,
+            ),
+            (
+                "SIP/2.0/UDP 192.0.2.1:5060 ; branch=z9hG4bK1 ; rport",
+                false,
+            ),
+            (
+                "SIP/2.0/UDP h;branch=z9hG4bK1;rport, SIP/2.0/TCP second;branch=z9hG4bK2",
+                true,
+            ),
         ];
         let sources = ["192.0.2.1:61000", "198.51.100.7:5060", "[2001:db8::2]:5062"];
         for (via, carried) in shapes {
@@ -341,7 +362,11 @@ mod tests {
                 assert_eq!(remembered, carried, "{via} from {from}");
                 let fresh = Via::parse(r.headers().get(HeaderName::Via).unwrap()).unwrap();
                 let kept = r.top_via().unwrap();
-                assert_eq!(format!("{kept:?}"), format!("{fresh:?}"), "{via} from {from}");
+                assert_eq!(
+                    format!("{kept:?}"),
+                    format!("{fresh:?}"),
+                    "{via} from {from}"
+                );
                 assert_eq!(kept.rport(), fresh.rport());
                 assert_eq!(kept.received(), fresh.received());
             }
@@ -361,7 +386,11 @@ mod tests {
             "SIP/2.0/UDP h;branch=é;rport",
         ];
         for top in shapes {
-            for from in ["192.0.2.7:61000", "[2001:db8::2]:5062", "[::ffff:192.0.2.9]:1"] {
+            for from in [
+                "192.0.2.7:61000",
+                "[2001:db8::2]:5062",
+                "[::ffff:192.0.2.9]:1",
+            ] {
                 let from: SocketAddr = from.parse().unwrap();
                 for fill in [false, true] {
                     let (mut direct, mut general) = (Vec::new(), Vec::new());

@@ -314,8 +314,14 @@ mod tests {
             assert_eq!(format!("{key:?}"), format!("{:?}", again));
         }
         // Inline up to INLINE_ID bytes, on the heap beyond: same behaviour.
-        assert!(matches!(KeyId::new(&"a".repeat(INLINE_ID)), KeyId::Inline { .. }));
-        assert!(matches!(KeyId::new(&"a".repeat(INLINE_ID + 1)), KeyId::Heap(_)));
+        assert!(matches!(
+            KeyId::new(&"a".repeat(INLINE_ID)),
+            KeyId::Inline { .. }
+        ));
+        assert!(matches!(
+            KeyId::new(&"a".repeat(INLINE_ID + 1)),
+            KeyId::Heap(_)
+        ));
         assert_eq!(KeyId::new("é€").as_str(), "é€");
     }
 }

@@ -298,7 +298,9 @@ mod tests {
         let alphabet = ['a', ',', ';', '"', '<', '>', '\\', 'x', 'é'];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..200_000 {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let len = (state >> 58) as usize % 30;
             let mut text = String::new();
             let mut r = state;

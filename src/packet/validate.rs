@@ -157,7 +157,6 @@ impl Request {
         Ok(())
     }
 
-
     /// The Require option tags that are not in `supported` (compared
     /// ASCII case-insensitively), in order. A UAS answers a request with
     /// any such tag with 420 Bad Extension and an Unsupported header
@@ -267,13 +266,20 @@ impl Single {
         (HeaderName::CallId, Single::CallId, "Call-ID"),
         (HeaderName::CSeq, Single::CSeq, "CSeq"),
         (HeaderName::MaxForwards, Single::MaxForwards, "Max-Forwards"),
-        (HeaderName::ContentLength, Single::ContentLength, "Content-Length"),
+        (
+            HeaderName::ContentLength,
+            Single::ContentLength,
+            "Content-Length",
+        ),
         (HeaderName::ContentType, Single::ContentType, "Content-Type"),
         (HeaderName::Expires, Single::Expires, "Expires"),
     ];
 
     fn of(name: HeaderName) -> Option<Single> {
-        Single::ALL.iter().find(|(n, _, _)| *n == name).map(|(_, s, _)| *s)
+        Single::ALL
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, s, _)| *s)
     }
 
     fn label(self) -> &'static str {

@@ -239,7 +239,10 @@ impl ViaSpans {
     ) -> Option<ViaSpans> {
         let (a, b) = removed.map_or((usize::MAX, usize::MAX), |(a, b)| (a, b));
         let cut = b.saturating_sub(a) as u16;
-        let (a, b) = (u16::try_from(a).unwrap_or(u16::MAX), u16::try_from(b).unwrap_or(u16::MAX));
+        let (a, b) = (
+            u16::try_from(a).unwrap_or(u16::MAX),
+            u16::try_from(b).unwrap_or(u16::MAX),
+        );
         let shift = |sp: Span| -> Option<Span> {
             if sp.1 <= a {
                 Some(sp)
