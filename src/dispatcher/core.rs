@@ -389,7 +389,7 @@ impl Core {
         u64::try_from(ms).unwrap_or(u64::MAX)
     }
 
-    fn now_tick(&self, now: Instant) -> u64 {
+    pub(crate) fn now_tick(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 

@@ -55,6 +55,10 @@ use crate::eventloop::{Eventloop, MioEventloop, TimerCallback, TimerId, When};
 use crate::leg::{Leg, LegEvent, ReceiveHook, SendHook, Source};
 use crate::packet::{Packet, SipUri};
 
+/// How many idle ticks the wheel's loop timer may fire early rather than be
+/// replaced (a replacement allocates its callback).
+const WHEEL_TIMER_SLACK: u64 = 4;
+
 use self::core::{Core, Effect};
 pub use crate::dns::{DnsAnswer, DnsQuery, DnsRecord, DnsResolver};
 pub use options::{DispatcherOptions, Timers};
@@ -72,7 +76,10 @@ struct Inner {
     /// Callbacks waiting for the event loop's next turn.
     deferred: RefCell<VecDeque<(DeliveryCallback, DeliveryOutcome)>>,
     flush_armed: Cell<bool>,
-    /// The one loop timer for the core's wheel, and its tick.
+    /// The one loop timer for the core's wheel, and the tick it fires at
+    /// next. It repeats every millisecond once it fired, so that a wheel
+    /// with something due every millisecond (server transactions expiring
+    /// under load) keeps one loop timer instead of adding one per tick.
     wheel_timer: Cell<Option<(TimerId, u64)>>,
     /// The one-second `queue_expire` sweep, armed while anything is pending.
     tick_timer: Cell<Option<TimerId>>,
@@ -521,8 +528,13 @@ impl Dispatcher {
 
     fn on_wheel_timer(&self) {
         let _loop = LoopGuard::new(&self.inner);
-        self.inner.wheel_timer.set(None);
         let now = self.inner.lp.now();
+        // The timer repeats on the millisecond grid: it fires next one tick
+        // from now (missed periods are skipped, see `Eventloop::add_timer`).
+        let next_fire = self.inner.core.borrow().now_tick(now).saturating_add(1);
+        if let Some((t, _)) = self.inner.wheel_timer.get() {
+            self.inner.wheel_timer.set(Some((t, next_fire)));
+        }
         self.inner.core.borrow_mut().expire(now);
         self.pump();
     }
@@ -635,7 +647,8 @@ impl Dispatcher {
         );
     }
 
-    /// Keeps one loop timer at the wheel's next expiration, and the
+    /// Keeps one loop timer at the wheel's next expiration (or at most
+    /// [`WHEEL_TIMER_SLACK`] ticks before it), and the
     /// one-second sweep while anything is pending.
     fn rearm(&self) {
         if self.inner.shut_down.get() {
@@ -650,7 +663,10 @@ impl Dispatcher {
         };
         let armed = self.inner.wheel_timer.get();
         match (next, armed) {
-            (Some((tick, _)), Some((_, armed_tick))) if tick == armed_tick => {}
+            // Fires in time, or a few idle milliseconds early (each of
+            // those firings finds nothing due and costs next to nothing).
+            (Some((tick, _)), Some((_, armed_tick)))
+                if tick >= armed_tick && tick - armed_tick <= WHEEL_TIMER_SLACK => {}
             (next, armed) => {
                 if let Some((t, _)) = armed {
                     self.inner.lp.cancel_timer(t);
@@ -660,7 +676,7 @@ impl Dispatcher {
                     let weak = self.downgrade();
                     let t = self.inner.lp.add_timer(
                         When::Deadline(at),
-                        None,
+                        Some(Duration::from_millis(1)),
                         Box::new(move || {
                             if let Some(d) = weak.upgrade() {
                                 d.on_wheel_timer();
