@@ -159,19 +159,29 @@ fn stamp_value(
 /// fills `rport`): `Some(None)` when it drops none, `None` when it drops
 /// more than one.
 fn dropped_segment(top: &str, rport: bool) -> Option<Option<(usize, usize)>> {
+    let bytes = top.as_bytes();
     let mut found = None;
-    let mut pos = top.find(';')?;
-    for p in top[pos + 1..].split(';') {
-        let name = p.split('=').next().unwrap_or("").trim();
+    // Byte-wise (this runs for every request received): each segment
+    // from its `;` to the next, its name up to `=`, trimmed.
+    let mut pos = bytes.iter().position(|&b| b == b';')?;
+    loop {
+        let end = bytes[pos + 1..]
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(bytes.len(), |e| pos + 1 + e);
+        let segment = &top[pos + 1..end];
+        let name = segment.split_once('=').map_or(segment, |(n, _)| n).trim();
         if name.eq_ignore_ascii_case("received") || (rport && name.eq_ignore_ascii_case("rport")) {
             if found.is_some() {
                 return None;
             }
-            found = Some((pos, pos + 1 + p.len()));
+            found = Some((pos, end));
         }
-        pos += 1 + p.len();
+        if end == bytes.len() {
+            return Some(found);
+        }
+        pos = end;
     }
-    Some(found)
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

@@ -50,7 +50,9 @@ macro_rules! known_headers {
                 match self { $(HeaderName::$variant => $compact,)* }
             }
 
-            /// Looks up a lower-case long name.
+            /// Looks up a lower-case long name (the reference the name
+            /// table is checked against).
+            #[cfg(test)]
             fn from_lower(name: &[u8]) -> Option<HeaderName> {
                 match name {
                     $($lower => Some(HeaderName::$variant),)*
@@ -144,17 +146,49 @@ impl HeaderName {
             let c = name[0].to_ascii_lowercase() as char;
             return ALL.iter().copied().find(|h| h.compact() == Some(c));
         }
-        // Lower-case into a stack buffer and let the compiler's match on
-        // byte strings (length switch, then compares) find it: this runs
-        // for every header of every message.
-        let mut buf = [0u8; 24];
-        let lower = buf.get_mut(..name.len())?;
-        for (d, s) in lower.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
+        // This runs for every header of every message: one probe of a
+        // table hashed on the length and the first and last bytes, then
+        // one case-insensitive compare (usually).
+        let (&first, &last) = (name.first()?, name.last()?);
+        let mut h = name_hash(name.len(), first, last);
+        loop {
+            let slot = NAME_TABLE[h];
+            let known = ALL.get(usize::from(slot).checked_sub(1)?)?;
+            if known.as_str().as_bytes().eq_ignore_ascii_case(name) {
+                return Some(*known);
+            }
+            h = (h + 1) & (NAME_TABLE_SIZE - 1);
         }
-        Self::from_lower(lower)
     }
 }
+
+/// Slots of [`NAME_TABLE`]: a power of two, several times the number of
+/// known names (so that a probe sequence ends at an empty slot soon).
+const NAME_TABLE_SIZE: usize = 512;
+
+/// Where a long name's probe starts. ASCII case is folded (`| 0x20`), so
+/// names equal but for case start at the same slot.
+const fn name_hash(len: usize, first: u8, last: u8) -> usize {
+    (len.wrapping_mul(31) ^ ((first | 0x20) as usize).wrapping_mul(7) ^ (((last | 0x20) as usize) << 2))
+        & (NAME_TABLE_SIZE - 1)
+}
+
+/// Open addressing over the known long names: 0 is empty, `i + 1` is
+/// `ALL[i]`.
+const NAME_TABLE: [u8; NAME_TABLE_SIZE] = {
+    let mut table = [0u8; NAME_TABLE_SIZE];
+    let mut i = 0;
+    while i < ALL.len() {
+        let s = ALL[i].as_str().as_bytes();
+        let mut h = name_hash(s.len(), s[0], s[s.len() - 1]);
+        while table[h] != 0 {
+            h = (h + 1) & (NAME_TABLE_SIZE - 1);
+        }
+        table[h] = (i + 1) as u8;
+        i += 1;
+    }
+    table
+};
 
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,6 +235,50 @@ impl AsHeaderName for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the name table must agree with: lower-case, then the match on
+    /// the known lower-case spellings.
+    fn reference(name: &str) -> Option<HeaderName> {
+        if name.len() == 1 {
+            let c = name.as_bytes()[0].to_ascii_lowercase() as char;
+            return ALL.iter().copied().find(|h| h.compact() == Some(c));
+        }
+        HeaderName::from_lower(name.to_ascii_lowercase().as_bytes())
+    }
+
+    #[test]
+    fn the_name_table_finds_every_name_in_any_case_and_nothing_else() {
+        for h in ALL {
+            let name = h.as_str();
+            for variant in [
+                name.to_owned(),
+                name.to_ascii_lowercase(),
+                name.to_ascii_uppercase(),
+                name.chars()
+                    .enumerate()
+                    .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                    .collect(),
+            ] {
+                assert_eq!(HeaderName::parse(&variant), Some(*h), "{variant}");
+            }
+            // One byte off, shorter, longer: not that name.
+            assert_ne!(HeaderName::parse(&name[1..]), Some(*h));
+            assert_ne!(HeaderName::parse(&format!("{name}x")), Some(*h));
+        }
+        // Generated names over the letters of the known ones.
+        let alphabet = b"acdefilmnoprstuvwxy-@`AZ";
+        let mut state = 0x1234_5678_9abc_def1u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state >> 59) as usize % 22;
+            let name: String = (0..len)
+                .map(|k| alphabet[(state >> (k * 2)) as usize % alphabet.len()] as char)
+                .collect();
+            assert_eq!(HeaderName::parse(&name), reference(&name), "{name:?}");
+        }
+    }
 
     #[test]
     fn compact_forms() {

@@ -218,9 +218,23 @@ pub(crate) struct ViaSpans {
 /// before the next `;` or the end (quotes not considered: `;;` is junk
 /// wherever it is).
 fn has_empty_parameter(params: &str) -> bool {
-    let mut segments = params.split(';');
-    segments.next();
-    segments.any(|p| p.bytes().all(is_lws))
+    // Byte-wise: after each `;`, anything but white space before the next
+    // `;` (or the end) makes the segment non-empty.
+    let bytes = params.as_bytes();
+    let Some(mut i) = bytes.iter().position(|&b| b == b';') else {
+        return false;
+    };
+    loop {
+        let rest = &bytes[i + 1..];
+        match rest.iter().position(|&b| !is_lws(b)) {
+            None => return true,
+            Some(p) if rest[p] == b';' => return true,
+            Some(p) => match rest[p..].iter().position(|&b| b == b';') {
+                Some(q) => i = i + 1 + p + q,
+                None => return false,
+            },
+        }
+    }
 }
 
 impl ViaSpans {
@@ -384,6 +398,27 @@ fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_parameter_check_agrees_with_splitting() {
+        let reference = |p: &str| {
+            let mut segments = p.split(';');
+            segments.next();
+            segments.any(|seg| seg.bytes().all(is_lws))
+        };
+        let alphabet = [';', ' ', '\t', 'a', '=', 'b'];
+        let mut state = 0x0dd_f00d_u64;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state >> 58) as usize % 12;
+            let text: String = (0..len)
+                .map(|k| alphabet[(state >> (k * 3)) as usize % alphabet.len()])
+                .collect();
+            assert_eq!(has_empty_parameter(&text), reference(&text), "{text:?}");
+        }
+    }
 
     #[test]
     fn tortuous_via() {
