@@ -169,7 +169,9 @@ const NAME_TABLE_SIZE: usize = 512;
 /// Where a long name's probe starts. ASCII case is folded (`| 0x20`), so
 /// names equal but for case start at the same slot.
 const fn name_hash(len: usize, first: u8, last: u8) -> usize {
-    (len.wrapping_mul(31) ^ ((first | 0x20) as usize).wrapping_mul(7) ^ (((last | 0x20) as usize) << 2))
+    (len.wrapping_mul(31)
+        ^ ((first | 0x20) as usize).wrapping_mul(7)
+        ^ (((last | 0x20) as usize) << 2))
         & (NAME_TABLE_SIZE - 1)
 }
 
@@ -256,7 +258,13 @@ mod tests {
                 name.to_ascii_uppercase(),
                 name.chars()
                     .enumerate()
-                    .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                    .map(|(i, c)| {
+                        if i % 2 == 0 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
                     .collect(),
             ] {
                 assert_eq!(HeaderName::parse(&variant), Some(*h), "{variant}");
