@@ -717,18 +717,7 @@ impl Leg {
         out: &mut Vec<u8>,
     ) {
         // The Via is put together in a per-thread buffer (no allocation).
-        thread_local! {
-            static VIA: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-        }
-        VIA.with(|cell| {
-            // A re-entrant call (never expected) gets a buffer of its own.
-            let mut own = String::new();
-            let mut guard = cell.try_borrow_mut();
-            let via = match guard.as_deref_mut() {
-                Ok(v) => v,
-                Err(_) => &mut own,
-            };
-            via.clear();
+        crate::packet::with_scratch_text(|via| {
             let host = match &self.inner.options.via_host {
                 Some(h) => via::Host::Name(h),
                 None => via::Host::Ip(self.local_addr_for(dst.addr.ip()).ip()),

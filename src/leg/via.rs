@@ -37,14 +37,10 @@ pub(crate) fn push_outgoing_via(
     v.push(' ');
     match host {
         Host::Name(h) => v.push_str(h),
-        Host::Ip(IpAddr::V4(a)) => push_ipv4(v, a),
-        Host::Ip(IpAddr::V6(a)) => {
-            use std::fmt::Write;
-            let _ = write!(v, "[{a}]");
-        }
+        Host::Ip(ip) => push_ip_host(v, ip),
     }
     v.push(':');
-    push_decimal(v, u64::from(port));
+    v.push_str(decimal_text(u64::from(port), &mut [0; 20]));
     v.push_str(";branch=");
     v.push_str(branch);
     v.push_str(";rport");
@@ -53,28 +49,58 @@ pub(crate) fn push_outgoing_via(
     }
 }
 
-fn push_decimal(v: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    for &d in crate::packet::decimal(n, &mut digits) {
-        v.push(char::from(d));
-    }
+/// Room for the longest IP address text (an IPv6 with an embedded IPv4).
+const IP_TEXT: usize = 45;
+
+/// An IP address as text (no brackets), in `buf`: IPv4 without the
+/// formatter, since a leg writes one into every Via it sends or stamps.
+fn ip_text(ip: IpAddr, buf: &mut [u8; IP_TEXT]) -> &str {
+    let len = match ip {
+        IpAddr::V4(a) => {
+            let (mut len, mut scratch) = (0, [0; 20]);
+            for (i, octet) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                let digits = crate::packet::decimal(u64::from(octet), &mut scratch);
+                buf[len..len + digits.len()].copy_from_slice(digits);
+                len += digits.len();
+            }
+            len
+        }
+        IpAddr::V6(a) => {
+            use std::io::Write;
+            let mut out = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(out, "{a}");
+            usize::try_from(out.position()).unwrap_or(0)
+        }
+    };
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
 }
 
-/// Dotted-quad, without the formatter.
-fn push_ipv4(v: &mut String, a: std::net::Ipv4Addr) {
-    for (i, octet) in a.octets().into_iter().enumerate() {
-        if i > 0 {
-            v.push('.');
-        }
-        push_decimal(v, u64::from(octet));
-    }
+/// A number as decimal text, in `buf`.
+fn decimal_text(n: u64, buf: &mut [u8; 20]) -> &str {
+    // Digits only: always UTF-8.
+    std::str::from_utf8(crate::packet::decimal(n, buf)).unwrap_or("")
 }
 
 /// How an IP address is written as a host: IPv6 in brackets.
 pub(crate) fn host_of(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
+    let mut host = String::new();
+    push_ip_host(&mut host, ip);
+    host
+}
+
+fn push_ip_host(v: &mut String, ip: IpAddr) {
+    let mut buf = [0; IP_TEXT];
+    let text = ip_text(ip, &mut buf);
+    if ip.is_ipv6() {
+        v.push('[');
+        v.push_str(text);
+        v.push(']');
+    } else {
+        v.push_str(text);
     }
 }
 
@@ -170,8 +196,7 @@ fn dropped_segment(top: &str, rport: bool) -> Option<Option<(usize, usize)>> {
             .position(|&b| b == b';')
             .map_or(bytes.len(), |e| pos + 1 + e);
         let segment = &top[pos + 1..end];
-        let name = segment.split_once('=').map_or(segment, |(n, _)| n).trim();
-        if name.eq_ignore_ascii_case("received") || (rport && name.eq_ignore_ascii_case("rport")) {
+        if replaced_by_stamp(segment, true, rport) {
             if found.is_some() {
                 return None;
             }
@@ -189,6 +214,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     }
+}
+
+/// Whether a parameter segment (`name[=value]`, after its `;`) is one a
+/// stamp writes anew: `received`, and `rport` when it is filled.
+fn replaced_by_stamp(segment: &str, received: bool, rport: bool) -> bool {
+    let name = segment.split_once('=').map_or(segment, |(n, _)| n).trim();
+    (received && name.eq_ignore_ascii_case("received"))
+        || (rport && name.eq_ignore_ascii_case("rport"))
 }
 
 /// Where [`rewrite_params`] put the values it appended.
@@ -210,10 +243,7 @@ fn rewrite_params(
     let mut parts = top.split(';');
     out.extend_from_slice(parts.next().unwrap_or("").trim_end().as_bytes());
     for p in parts {
-        let name = p.split('=').next().unwrap_or("").trim();
-        if (received && name.eq_ignore_ascii_case("received"))
-            || (rport && name.eq_ignore_ascii_case("rport"))
-        {
+        if replaced_by_stamp(p, received, rport) {
             continue;
         }
         out.push(b';');
@@ -233,20 +263,7 @@ fn append_stamp(out: &mut Vec<u8>, from: SocketAddr, received: bool, rport: bool
         // RFC 3261 grammar: received = IPv4address / IPv6address (no brackets).
         out.extend_from_slice(b";received=");
         let start = out.len();
-        match canonical(from.ip()) {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'.');
-                    }
-                    out.extend_from_slice(crate::packet::decimal(u64::from(octet), &mut [0u8; 20]));
-                }
-            }
-            IpAddr::V6(v6) => {
-                use std::io::Write;
-                let _ = write!(out, "{v6}");
-            }
-        }
+        out.extend_from_slice(ip_text(canonical(from.ip()), &mut [0; IP_TEXT]).as_bytes());
         written.received = Some((start, out.len()));
     }
     if rport {

@@ -274,15 +274,15 @@ impl Headers {
     ) -> bool {
         let before = self.top_via.get();
         let len = new.len();
-        if !self.replace_first_shared(HeaderName::Via, new) {
+        let text = new.clone();
+        let Some(field) = self.replace_first_with(HeaderName::Via, &text, move || new) else {
             return false;
-        }
+        };
         // The first Via field's value now starts with `new` (the rest of
         // its list, if any, follows): the remembered parse carries over
         // when it was of the first element of that field.
-        let field = self.position(&HeaderName::Via);
         let carried = before
-            .filter(|c| Some(c.field as usize) == field && c.start == 0)
+            .filter(|c| c.field as usize == field && c.start == 0)
             .and_then(|c| {
                 Some(TopVia {
                     field: c.field,
@@ -550,6 +550,7 @@ impl Headers {
     /// is no such header.
     pub fn replace_first<N: AsHeaderName>(&mut self, name: N, value: &str) -> bool {
         self.replace_first_with(name, value, || Rc::from(value))
+            .is_some()
     }
 
     /// [`Headers::replace_first`] with the value already shared: no copy
@@ -561,6 +562,7 @@ impl Headers {
     ) -> bool {
         let text = value.clone();
         self.replace_first_with(name, &text, move || value)
+            .is_some()
     }
 
     fn replace_first_with<N: AsHeaderName>(
@@ -568,10 +570,8 @@ impl Headers {
         name: N,
         value: &str,
         whole: impl FnOnce() -> Rc<str>,
-    ) -> bool {
-        let Some(i) = self.position(&name) else {
-            return false;
-        };
+    ) -> Option<usize> {
+        let i = self.position(&name)?;
         let f = &self.fields[i];
         let old = f.value.resolve(&self.src);
         let mut items = split_list(old);
@@ -597,7 +597,7 @@ impl Headers {
             // Changed in place: no field moved.
             self.touch_from(self.fields.len());
         }
-        true
+        Some(i)
     }
 
     fn new_field(&self, name: &str, value: &str) -> Field {

@@ -197,12 +197,6 @@ impl Response {
     }
 }
 
-thread_local! {
-    /// Where keys are put together, so that the key itself is one
-    /// allocation of its exact size.
-    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
 fn server_key(msg: &Message, method: Method) -> Option<TransactionKey> {
     let id = with_server_id(msg, &method, |id, _| KeyId::new(id))?;
     Some(TransactionKey { id, method })
@@ -216,15 +210,7 @@ fn with_server_id<R>(
     f: impl FnOnce(&str, &Method) -> R,
 ) -> Option<R> {
     let via = msg.top_via().ok()?;
-    Some(SCRATCH.with(|scratch| {
-        // A re-entrant call (never expected) gets a fresh buffer.
-        let mut own = String::new();
-        let mut guard = scratch.try_borrow_mut();
-        let id = match guard.as_deref_mut() {
-            Ok(s) => s,
-            Err(_) => &mut own,
-        };
-        id.clear();
+    Some(super::with_scratch_text(|id| {
         write_server_id(msg, &via, id);
         f(id, method)
     }))

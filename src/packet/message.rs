@@ -591,6 +591,22 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
+/// [`with_scratch`] for text: an empty per-thread `String` (a fresh one
+/// if it is in use further up the stack). Transaction ids and the Via a
+/// leg writes are put together here.
+pub(crate) fn with_scratch_text<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut text) => {
+            text.clear();
+            f(&mut text)
+        }
+        Err(_) => f(&mut String::new()),
+    })
+}
+
 impl Deref for Response {
     type Target = Message;
     fn deref(&self) -> &Message {

@@ -27,6 +27,8 @@
 
 mod cseq;
 mod error;
+#[cfg(test)]
+mod generated;
 mod header_name;
 mod headers;
 mod key;
@@ -44,8 +46,8 @@ pub use error::{HeaderError, Limit, ParseError, ParseErrorKind, ParseLimits};
 pub use header_name::{AsHeaderName, HeaderName};
 pub use headers::{GetAll, Headers};
 pub use key::{KeyMethod, TransactionKey};
-pub(crate) use message::with_scratch;
 pub use message::{Message, Packet, Request, Response};
+pub(crate) use message::{with_scratch, with_scratch_text};
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use parse::{Framing, StreamFramer, leading_line_ends};

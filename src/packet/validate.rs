@@ -260,30 +260,33 @@ enum Single {
 }
 
 impl Single {
-    const ALL: [(HeaderName, Single, &'static str); 8] = [
-        (HeaderName::From, Single::From, "From"),
-        (HeaderName::To, Single::To, "To"),
-        (HeaderName::CallId, Single::CallId, "Call-ID"),
-        (HeaderName::CSeq, Single::CSeq, "CSeq"),
-        (HeaderName::MaxForwards, Single::MaxForwards, "Max-Forwards"),
-        (
-            HeaderName::ContentLength,
-            Single::ContentLength,
-            "Content-Length",
-        ),
-        (HeaderName::ContentType, Single::ContentType, "Content-Type"),
-        (HeaderName::Expires, Single::Expires, "Expires"),
-    ];
-
     fn of(name: HeaderName) -> Option<Single> {
-        Single::ALL
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, s, _)| *s)
+        Some(match name {
+            HeaderName::From => Single::From,
+            HeaderName::To => Single::To,
+            HeaderName::CallId => Single::CallId,
+            HeaderName::CSeq => Single::CSeq,
+            HeaderName::MaxForwards => Single::MaxForwards,
+            HeaderName::ContentLength => Single::ContentLength,
+            HeaderName::ContentType => Single::ContentType,
+            HeaderName::Expires => Single::Expires,
+            _ => return None,
+        })
     }
 
+    /// The header's name, as errors spell it.
     fn label(self) -> &'static str {
-        Single::ALL[self as usize].2
+        match self {
+            Single::From => HeaderName::From,
+            Single::To => HeaderName::To,
+            Single::CallId => HeaderName::CallId,
+            Single::CSeq => HeaderName::CSeq,
+            Single::MaxForwards => HeaderName::MaxForwards,
+            Single::ContentLength => HeaderName::ContentLength,
+            Single::ContentType => HeaderName::ContentType,
+            Single::Expires => HeaderName::Expires,
+        }
+        .as_str()
     }
 }
 

@@ -251,17 +251,19 @@ impl ViaSpans {
         received: Option<(usize, usize)>,
         rport: Option<(usize, usize)>,
     ) -> Option<ViaSpans> {
-        let (a, b) = removed.map_or((usize::MAX, usize::MAX), |(a, b)| (a, b));
-        let cut = b.saturating_sub(a) as u16;
-        let (a, b) = (
-            u16::try_from(a).unwrap_or(u16::MAX),
-            u16::try_from(b).unwrap_or(u16::MAX),
-        );
+        let span = |r: (usize, usize)| -> Option<Span> {
+            Some((u16::try_from(r.0).ok()?, u16::try_from(r.1).ok()?))
+        };
+        // Nothing removed: an empty cut past every part.
+        let (a, b) = match removed {
+            Some(r) => span(r)?,
+            None => (u16::MAX, u16::MAX),
+        };
         let shift = |sp: Span| -> Option<Span> {
             if sp.1 <= a {
                 Some(sp)
             } else if sp.0 >= b {
-                Some((sp.0 - cut, sp.1 - cut))
+                Some((sp.0 - (b - a), sp.1 - (b - a)))
             } else {
                 None
             }
@@ -273,11 +275,8 @@ impl ViaSpans {
                 Some(Some(sp)) => Some(Some(shift(sp)?)),
             })
         };
-        let span = |r: (usize, usize)| -> Option<Span> {
-            Some((u16::try_from(r.0).ok()?, u16::try_from(r.1).ok()?))
-        };
         let params_start = if self.params.0 >= b {
-            self.params.0 - cut
+            self.params.0 - (b - a)
         } else {
             self.params.0
         };
@@ -407,15 +406,9 @@ mod tests {
             segments.any(|seg| seg.bytes().all(is_lws))
         };
         let alphabet = [';', ' ', '\t', 'a', '=', 'b'];
-        let mut state = 0x0dd_f00d_u64;
+        let mut generated = crate::packet::generated::Generated::new(0x0dd_f00d);
         for _ in 0..100_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state >> 58) as usize % 12;
-            let text: String = (0..len)
-                .map(|k| alphabet[(state >> (k * 3)) as usize % alphabet.len()])
-                .collect();
+            let text = generated.string(&alphabet, 11);
             assert_eq!(has_empty_parameter(&text), reference(&text), "{text:?}");
         }
     }
