@@ -502,6 +502,197 @@ fn resolution_order_domain2proxy_then_outgoing_proxy_then_ip() {
     );
 }
 
+/// What `resolve_uri` hands its callback, after running the loop.
+fn resolve_via_loop(
+    lp: &Rc<dyn Eventloop>,
+    d: &Dispatcher,
+    uri: &SipUri,
+    allowed_proto: &[Protocol],
+    allowed_legs: Option<&[LegId]>,
+) -> Result<Vec<(LegId, Protocol, SocketAddr)>, Errno> {
+    let got: Rc<RefCell<Option<Result<Vec<_>, Errno>>>> = Rc::default();
+    let g = got.clone();
+    d.resolve_uri(uri, allowed_proto, allowed_legs, move |_, r| {
+        *g.borrow_mut() = Some(
+            r.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.leg, t.dst.proto, t.dst.addr))
+                    .collect()
+            })
+            .map_err(|e| e.errno()),
+        );
+    });
+    // Not inside the call, even without a lookup.
+    assert!(got.borrow().is_none(), "{uri}: callback inside resolve_uri");
+    lp.run(Some(Duration::from_secs(2)), &|| got.borrow().is_some())
+        .unwrap();
+    got.borrow_mut().take().unwrap()
+}
+
+#[test]
+fn resolve_uri_now_agrees_with_resolve_uri_and_declines_names() {
+    let lp: Rc<dyn Eventloop> = Rc::new(MioEventloop::new().unwrap());
+    let mk = |legs: &[&str], options: DispatcherOptions| {
+        Dispatcher::new(
+            legs.iter().map(|s| bind(s)).collect(),
+            Some(lp.clone()),
+            options,
+        )
+        .unwrap()
+    };
+    let plain = mk(&["udp:127.0.0.1:0", "tcp:127.0.0.1:0"], Default::default());
+    let tcp_only = mk(&["tcp:127.0.0.1:0"], Default::default());
+    let mapped = mk(
+        &["udp:127.0.0.1:0", "tcp:127.0.0.1:0"],
+        DispatcherOptions {
+            domain2proxy: vec![(
+                "*.example.com".into(),
+                "tcp:127.0.0.1:5071".parse().unwrap(),
+            )],
+            outgoing_proxy: Some("[::1]:5072".parse().unwrap()),
+            ..Default::default()
+        },
+    );
+    let v6 = mk(&["udp:[::1]:0"], Default::default());
+    let udp_leg = plain.get_legs(&LegFilter::default())[0].0;
+    let tcp_leg = plain.get_legs(&LegFilter::default())[1].0;
+    let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let cases: Vec<(
+        &Dispatcher,
+        &str,
+        Vec<Protocol>,
+        Option<Vec<LegId>>,
+        Result<Vec<(Protocol, SocketAddr)>, Errno>,
+    )> = vec![
+        // RFC 3263 4.1: an IP literal without transport is UDP.
+        (
+            &plain,
+            "sip:a@127.0.0.1:5070",
+            vec![],
+            None,
+            Ok(vec![(Protocol::Udp, a("127.0.0.1:5070"))]),
+        ),
+        // The allowed transports decide, in their order (an IP literal
+        // without transport: the first of them only, RFC 3263 4.1).
+        (
+            &plain,
+            "sip:a@127.0.0.1",
+            vec![Protocol::Tcp, Protocol::Udp],
+            None,
+            Ok(vec![(Protocol::Tcp, a("127.0.0.1:5060"))]),
+        ),
+        (
+            &plain,
+            "sip:a@127.0.0.1;transport=tcp",
+            vec![],
+            None,
+            Ok(vec![(Protocol::Tcp, a("127.0.0.1:5060"))]),
+        ),
+        // maddr wins over the host.
+        (
+            &plain,
+            "sip:a@example.org;maddr=127.0.0.9",
+            vec![],
+            None,
+            Ok(vec![(Protocol::Udp, a("127.0.0.9:5060"))]),
+        ),
+        // Only TCP legs: TCP, not an error.
+        (
+            &tcp_only,
+            "sip:a@127.0.0.1:5070",
+            vec![],
+            None,
+            Ok(vec![(Protocol::Tcp, a("127.0.0.1:5070"))]),
+        ),
+        // No TLS leg for a sips: URI.
+        (
+            &plain,
+            "sips:a@127.0.0.1",
+            vec![],
+            None,
+            Err(Errno::ENOPROTOOPT),
+        ),
+        // No leg of that address family.
+        (
+            &v6,
+            "sip:a@127.0.0.1",
+            vec![],
+            None,
+            Err(Errno::EHOSTUNREACH),
+        ),
+        // Allowed legs restrict the targets.
+        (
+            &plain,
+            "sip:a@127.0.0.1",
+            vec![],
+            Some(vec![udp_leg]),
+            Ok(vec![(Protocol::Udp, a("127.0.0.1:5060"))]),
+        ),
+        (
+            &plain,
+            "sip:a@127.0.0.1",
+            vec![Protocol::Udp],
+            Some(vec![tcp_leg]),
+            Err(Errno::EHOSTUNREACH),
+        ),
+        // A name mapped to a proxy given as an IP, and the outgoing proxy.
+        (
+            &mapped,
+            "sip:a@b.example.com",
+            vec![],
+            None,
+            Ok(vec![(Protocol::Tcp, a("127.0.0.1:5071"))]),
+        ),
+        (
+            &mapped,
+            "sip:a@127.0.0.1:5070",
+            vec![],
+            None,
+            Err(Errno::EHOSTUNREACH),
+        ),
+        (
+            &v6,
+            "sip:a@[::1]:5070",
+            vec![],
+            None,
+            Ok(vec![(Protocol::Udp, a("[::1]:5070"))]),
+        ),
+    ];
+    for (d, uri, protos, legs, want) in cases {
+        let uri = SipUri::parse(uri).unwrap();
+        let now = d
+            .resolve_uri_now(&uri, &protos, legs.as_deref())
+            .unwrap_or_else(|| panic!("{uri}: needs no lookup"))
+            .map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.leg, t.dst.proto, t.dst.addr))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| e.errno());
+        let later = resolve_via_loop(&lp, d, &uri, &protos, legs.as_deref());
+        assert_eq!(now, later, "{uri}");
+        let without_legs = now.map(|ts| ts.into_iter().map(|(_, p, a)| (p, a)).collect::<Vec<_>>());
+        assert_eq!(without_legs, want, "{uri}");
+    }
+    // A name needs DNS (the outgoing proxy is an IPv6 literal with no
+    // IPv6 leg, so `mapped` still answers at once, with an error).
+    for (d, uri) in [
+        (&plain, "sip:a@example.net"),
+        (&plain, "sip:a@example.net:5070"),
+    ] {
+        assert!(
+            d.resolve_uri_now(&SipUri::parse(uri).unwrap(), &[], None)
+                .is_none(),
+            "{uri}"
+        );
+    }
+    assert!(
+        mapped
+            .resolve_uri_now(&SipUri::parse("sip:a@example.net").unwrap(), &[], None)
+            .is_some()
+    );
+}
+
 #[test]
 fn a_response_whose_connection_closed_opens_a_new_one_to_the_via() {
     // RFC 3261 18.2.2: the request came over TCP, the client closed that

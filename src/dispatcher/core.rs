@@ -23,7 +23,7 @@ use super::client::build_ack;
 use super::client::{Action, ClientState, ClientTimer, ClientTx};
 use super::index::{DstIndex, HashIndex, Keys, MultiIndex};
 use super::options::Settings;
-use super::resolve::{Plan, Resolved};
+use super::resolve::{Plan, Protocols, Resolved};
 use super::route::{self, response_destination};
 use super::types::{
     Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats, LegId,
@@ -707,7 +707,7 @@ impl Core {
             &self.s.domain2proxy,
             self.s.outgoing_proxy.as_ref(),
             &allowed,
-            available.as_slice(),
+            &available,
         ) {
             Ok(plan) => {
                 let default_udp =
@@ -824,6 +824,37 @@ impl Core {
             }
         }
         targets
+    }
+
+    /// The targets for a plan whose host is the IP address `ip`: every
+    /// planned transport to it, on the planned port, over the first leg
+    /// that can send there, kept when `allowed` has that leg.
+    pub(crate) fn direct_targets(
+        &self,
+        plan: &Plan,
+        ip: std::net::IpAddr,
+        allowed: Option<&[LegId]>,
+    ) -> Result<Vec<Target>, Error> {
+        let mut targets = Vec::with_capacity(plan.protos.len());
+        for &proto in plan.protos.iter() {
+            let addr = SocketAddr::new(ip, plan.port.unwrap_or(proto.default_port()));
+            let Some(leg) = self.first_leg_for(proto, &addr, None) else {
+                continue;
+            };
+            if allowed.is_some_and(|a| !a.contains(&leg)) {
+                continue;
+            }
+            targets.push(Target {
+                leg,
+                dst: Destination {
+                    proto,
+                    addr,
+                    host: plan.identity.clone(),
+                    conn: None,
+                },
+            });
+        }
+        no_empty_targets(targets)
     }
 
     fn set_targets(&mut self, id: DeliveryId, targets: Targets, now: Instant) {
@@ -1755,41 +1786,24 @@ impl Core {
     }
 }
 
+/// What a resolution that found destinations but no leg for any of them
+/// returns.
+pub(crate) fn no_empty_targets(targets: Vec<Target>) -> Result<Vec<Target>, Error> {
+    if targets.is_empty() {
+        Err(Error::new(
+            Errno::EHOSTUNREACH,
+            "no leg can send to any resolved destination",
+        ))
+    } else {
+        Ok(targets)
+    }
+}
+
 /// The seconds of a Retry-After header (RFC 3261 20.33), capped at a day.
 fn retry_after(resp: &Response) -> Option<u64> {
     let v = resp.headers().get(HeaderName::RetryAfter)?;
     let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
     digits.parse::<u64>().ok().map(|s| s.min(86_400))
-}
-
-/// A set of transports in insertion order, inline.
-#[derive(Clone, Copy)]
-pub(crate) struct Protocols {
-    list: [Protocol; 4],
-    len: usize,
-}
-
-impl Default for Protocols {
-    fn default() -> Protocols {
-        Protocols {
-            list: [Protocol::Udp; 4],
-            len: 0,
-        }
-    }
-}
-
-impl Protocols {
-    fn add(&mut self, p: Protocol) {
-        if !self.as_slice().contains(&p) && self.len < self.list.len() {
-            self.list[self.len] = p;
-            self.len += 1;
-        }
-    }
-
-    /// The transports, in order.
-    pub(crate) fn as_slice(&self) -> &[Protocol] {
-        &self.list[..self.len]
-    }
 }
 
 #[cfg(test)]

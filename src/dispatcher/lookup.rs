@@ -13,7 +13,7 @@ use crate::error::{Errno, Error};
 use crate::leg::Protocol;
 use crate::packet::Host;
 
-use super::resolve::{Plan, Resolved};
+use super::resolve::{Plan, Protocols, Resolved};
 
 /// Called once with the outcome of a lookup.
 pub(crate) type LookupDone = Box<dyn FnOnce(Result<Vec<Resolved>, Error>)>;
@@ -301,7 +301,7 @@ impl Lookup {
                 } else {
                     l.plan.protos[0]
                 };
-                l.plan.protos = vec![proto];
+                l.plan.protos = Protocols::one(proto);
                 l.error = None;
             }
         }
@@ -473,7 +473,7 @@ impl Lookup {
 /// transport's default), without duplicates.
 fn direct_targets(plan: &Plan, ips: &[IpAddr]) -> Vec<Resolved> {
     let mut out: Vec<Resolved> = Vec::with_capacity(plan.protos.len() * ips.len());
-    for proto in &plan.protos {
+    for proto in plan.protos.iter() {
         let port = plan.port.unwrap_or(proto.default_port());
         for ip in ips {
             let r = Resolved {

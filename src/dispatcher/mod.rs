@@ -370,7 +370,9 @@ impl Dispatcher {
     /// Resolves a URI to destinations and legs, in the order to try
     /// (domain2proxy, outgoing proxy, maddr, IP literal, DNS).
     /// `allowed_proto` filters and orders the transports; `allowed_legs`
-    /// restricts the legs. The callback runs from the event loop.
+    /// restricts the legs. The callback runs from the event loop, also when
+    /// no lookup was needed (see [`Dispatcher::resolve_uri_now`] for that
+    /// case without the trip through the loop).
     pub fn resolve_uri(
         &self,
         uri: &SipUri,
@@ -378,16 +380,18 @@ impl Dispatcher {
         allowed_legs: Option<&[LegId]>,
         callback: impl FnOnce(&Dispatcher, Result<Vec<Target>, Error>) + 'static,
     ) {
-        let plan = {
-            let core = self.inner.core.borrow();
-            resolve::plan(
-                uri,
-                &core.s.domain2proxy,
-                core.s.outgoing_proxy.as_ref(),
-                allowed_proto,
-                core.available_protocols().as_slice(),
-            )
+        let plan = match self.plan(uri, allowed_proto) {
+            Ok(plan) => plan,
+            Err(e) => return self.defer_call(Box::new(move |d: &Dispatcher| callback(d, Err(e)))),
         };
+        if let Some(ip) = plan.host.ip() {
+            let result = self
+                .inner
+                .core
+                .borrow()
+                .direct_targets(&plan, ip, allowed_legs);
+            return self.defer_call(Box::new(move |d: &Dispatcher| callback(d, result)));
+        }
         let weak = self.downgrade();
         let allowed: Option<Vec<LegId>> = allowed_legs.map(<[LegId]>::to_vec);
         let done = move |result: Result<Vec<resolve::Resolved>, Error>| {
@@ -399,33 +403,77 @@ impl Dispatcher {
                     .into_iter()
                     .filter(|t| allowed.as_ref().is_none_or(|a| a.contains(&t.leg)))
                     .collect();
-                if targets.is_empty() {
-                    Err(Error::new(
-                        Errno::EHOSTUNREACH,
-                        "no leg can send to any resolved destination",
-                    ))
-                } else {
-                    Ok(targets)
-                }
+                core::no_empty_targets(targets)
             });
             d.defer_call(Box::new(move |d: &Dispatcher| callback(d, result)));
         };
-        match plan {
-            Ok(plan) => {
-                let (seed, prefer_ipv6) = {
-                    let mut core = self.inner.core.borrow_mut();
-                    (core.seed(), core.s.prefer_ipv6)
-                };
-                lookup::Lookup::start(
-                    plan,
-                    self.inner.resolver.clone(),
-                    prefer_ipv6,
-                    seed,
-                    Box::new(done),
-                );
-            }
-            Err(e) => done(Err(e)),
-        }
+        let (seed, prefer_ipv6) = {
+            let mut core = self.inner.core.borrow_mut();
+            (core.seed(), core.s.prefer_ipv6)
+        };
+        lookup::Lookup::start(
+            plan,
+            self.inner.resolver.clone(),
+            prefer_ipv6,
+            seed,
+            Box::new(done),
+        );
+    }
+
+    /// Resolves a URI at once when no DNS lookup is needed: an IP literal
+    /// (or `maddr`), or a `domain2proxy`/`outgoing_proxy` entry given as an
+    /// IP address. The order, filters and errors are those of
+    /// [`Dispatcher::resolve_uri`]. `None` when a lookup is needed: then
+    /// call `resolve_uri`. A stateless proxy forwards this way without a
+    /// trip through the event loop.
+    ///
+    /// ```
+    /// use sip_dispatch::dispatcher::{Dispatcher, DispatcherOptions};
+    /// use sip_dispatch::leg::{Leg, LegOptions};
+    /// use sip_dispatch::packet::SipUri;
+    ///
+    /// let leg = Leg::bind("udp:127.0.0.1:0".parse().unwrap(), LegOptions::default()).unwrap();
+    /// let d = Dispatcher::new(vec![leg], None, DispatcherOptions::default()).unwrap();
+    /// let leg = d.get_legs(&Default::default())[0].0;
+    /// let ip: SipUri = "sip:bob@127.0.0.1:5070".parse().unwrap();
+    /// let targets = d.resolve_uri_now(&ip, &[], None).unwrap().unwrap();
+    /// assert_eq!((targets[0].leg, targets[0].dst.addr.port()), (leg, 5070));
+    /// let name: SipUri = "sip:bob@example.com".parse().unwrap();
+    /// assert!(d.resolve_uri_now(&name, &[], None).is_none());
+    /// ```
+    pub fn resolve_uri_now(
+        &self,
+        uri: &SipUri,
+        allowed_proto: &[crate::leg::Protocol],
+        allowed_legs: Option<&[LegId]>,
+    ) -> Option<Result<Vec<Target>, Error>> {
+        let plan = match self.plan(uri, allowed_proto) {
+            Ok(plan) => plan,
+            Err(e) => return Some(Err(e)),
+        };
+        let ip = plan.host.ip()?;
+        Some(
+            self.inner
+                .core
+                .borrow()
+                .direct_targets(&plan, ip, allowed_legs),
+        )
+    }
+
+    /// RFC 3263's plan for `uri`: what to look up, over which transports.
+    fn plan(
+        &self,
+        uri: &SipUri,
+        allowed_proto: &[crate::leg::Protocol],
+    ) -> Result<resolve::Plan, Error> {
+        let core = self.inner.core.borrow();
+        resolve::plan(
+            uri,
+            &core.s.domain2proxy,
+            core.s.outgoing_proxy.as_ref(),
+            allowed_proto,
+            &core.available_protocols(),
+        )
     }
 
     /// Cancels deliveries: by id, by Call-ID, or one entry. Returns whether

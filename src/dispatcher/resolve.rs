@@ -12,6 +12,62 @@ use crate::error::{Errno, Error};
 use crate::leg::Protocol;
 use crate::packet::{Host, SipUri, Uri};
 
+/// A set of transports in insertion order, inline: resolution runs per
+/// request, and there are only three transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Protocols {
+    list: [Protocol; 3],
+    len: usize,
+}
+
+impl Default for Protocols {
+    fn default() -> Protocols {
+        Protocols {
+            list: [Protocol::Udp; 3],
+            len: 0,
+        }
+    }
+}
+
+impl Protocols {
+    /// The set holding `p` alone.
+    pub(crate) fn one(p: Protocol) -> Protocols {
+        let mut v = Protocols::default();
+        v.add(p);
+        v
+    }
+
+    /// Adds `p` at the end unless it is already there.
+    pub(crate) fn add(&mut self, p: Protocol) {
+        if !self.contains(&p) && self.len < self.list.len() {
+            self.list[self.len] = p;
+            self.len += 1;
+        }
+    }
+
+    /// Keeps the first `n`.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+}
+
+impl std::ops::Deref for Protocols {
+    type Target = [Protocol];
+    fn deref(&self) -> &[Protocol] {
+        &self.list[..self.len]
+    }
+}
+
+impl FromIterator<Protocol> for Protocols {
+    fn from_iter<I: IntoIterator<Item = Protocol>>(iter: I) -> Protocols {
+        let mut v = Protocols::default();
+        for p in iter {
+            v.add(p);
+        }
+        v
+    }
+}
+
 /// A proxy in `outgoing_proxy` or `domain2proxy`: transport (optional),
 /// host and port (optional).
 ///
@@ -143,7 +199,7 @@ pub(crate) struct Resolved {
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     /// Protocols in the order to try.
-    pub(crate) protos: Vec<Protocol>,
+    pub(crate) protos: Protocols,
     pub(crate) host: Host,
     pub(crate) port: Option<u16>,
     /// Whether SRV may be used (a host name without explicit port).
@@ -194,9 +250,9 @@ pub(crate) fn plan(
         // A proxy entry that names no protocol: UDP then TCP (TLS for a
         // sips: request).
         let protos = match (p.proto, secure) {
-            (Some(proto), _) => vec![proto],
-            (None, true) => vec![Protocol::Tls],
-            (None, false) => vec![Protocol::Udp, Protocol::Tcp],
+            (Some(proto), _) => Protocols::one(proto),
+            (None, true) => Protocols::one(Protocol::Tls),
+            (None, false) => [Protocol::Udp, Protocol::Tcp].into_iter().collect(),
         };
         (
             p.host.clone(),
@@ -217,22 +273,25 @@ pub(crate) fn plan(
         };
         let use_srv = port.is_none() && host.ip().is_none();
         let protos = match uri_proto {
-            Some(p) => vec![p],
+            Some(p) => Protocols::one(p),
             // A name without port: SRV decides among what we allow.
-            None if use_srv => vec![Protocol::Udp, Protocol::Tcp, Protocol::Tls],
+            None if use_srv => [Protocol::Udp, Protocol::Tcp, Protocol::Tls]
+                .into_iter()
+                .collect(),
             // An IP literal or explicit port: UDP (RFC 3263 4.1); TCP
             // only when there is no UDP leg (trimmed below).
-            None => vec![Protocol::Udp, Protocol::Tcp],
+            None => [Protocol::Udp, Protocol::Tcp].into_iter().collect(),
         };
         (host, port, protos, use_srv)
     };
     let first_available_only = proxy.is_none() && !use_srv && uri_proto.is_none();
     let use_naptr = use_srv && !naming_transport && proxy.is_none_or(|p| p.proto.is_none());
-    let protos: Vec<Protocol> = protos
-        .into_iter()
+    let protos: Protocols = protos
+        .iter()
+        .copied()
         .filter(|p| available.is_empty() || available.contains(p))
         .collect();
-    let mut protos: Vec<Protocol> = if allowed.is_empty() {
+    let mut protos: Protocols = if allowed.is_empty() {
         protos
     } else {
         allowed
@@ -301,18 +360,18 @@ mod tests {
         let u = |s: &str| SipUri::parse(s).unwrap();
         let p = plan(&u("sip:a@192.0.2.1"), &[], None, &[], &[]).unwrap();
         assert_eq!(
-            (p.protos.clone(), p.port, p.use_srv),
+            (p.protos.to_vec(), p.port, p.use_srv),
             (vec![Protocol::Udp], None, false)
         );
         // An IP literal: UDP, or TCP when there is no UDP leg.
         let p = plan(&u("sip:a@192.0.2.1"), &[], None, &[], &[Protocol::Tcp]).unwrap();
-        assert_eq!(p.protos, vec![Protocol::Tcp]);
+        assert_eq!(p.protos.to_vec(), vec![Protocol::Tcp]);
         let p = plan(&u("sip:a@192.0.2.1"), &[], None, &[Protocol::Tcp], &[]).unwrap();
-        assert_eq!(p.protos, vec![Protocol::Tcp]);
+        assert_eq!(p.protos.to_vec(), vec![Protocol::Tcp]);
         let p = plan(&u("sips:a@192.0.2.1"), &[], None, &[], &[]).unwrap();
-        assert_eq!(p.protos, vec![Protocol::Tls]);
+        assert_eq!(p.protos.to_vec(), vec![Protocol::Tls]);
         let p = plan(&u("sips:a@192.0.2.1;transport=tcp"), &[], None, &[], &[]).unwrap();
-        assert_eq!(p.protos, vec![Protocol::Tls]);
+        assert_eq!(p.protos.to_vec(), vec![Protocol::Tls]);
         let p = plan(
             &u("sip:a@example.com"),
             &[],
@@ -321,11 +380,11 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(p.protos, vec![Protocol::Tcp, Protocol::Udp]);
+        assert_eq!(p.protos.to_vec(), vec![Protocol::Tcp, Protocol::Udp]);
         assert!(p.use_srv && p.use_naptr);
         // Only transports there are legs for.
         let p = plan(&u("sip:a@example.com"), &[], None, &[], &[Protocol::Udp]).unwrap();
-        assert_eq!(p.protos, vec![Protocol::Udp]);
+        assert_eq!(p.protos.to_vec(), vec![Protocol::Udp]);
         assert!(
             plan(
                 &u("sip:a@example.com;transport=tcp"),
@@ -345,7 +404,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (p.protos.clone(), p.port, p.use_srv),
+            (p.protos.to_vec(), p.port, p.use_srv),
             (vec![Protocol::Tcp], Some(5080), false)
         );
         assert!(plan(&u("sip:a@example.com;transport=sctp"), &[], None, &[], &[]).is_err());
@@ -376,14 +435,14 @@ mod tests {
         let op = spec("10.1.1.1:5090");
         let p = plan(&u("sip:a@example.com:7070"), &[], Some(&op), &[], &[]).unwrap();
         assert_eq!(
-            (p.protos.clone(), p.port),
+            (p.protos.to_vec(), p.port),
             (vec![Protocol::Udp, Protocol::Tcp], Some(5090))
         );
         // domain2proxy wins over the outgoing proxy.
         let map = vec![("example.com".to_owned(), spec("tcp:10.2.2.2:5070"))];
         let p = plan(&u("sip:a@example.com"), &map, Some(&op), &[], &[]).unwrap();
         assert_eq!(
-            (p.protos.clone(), p.host.to_string()),
+            (p.protos.to_vec(), p.host.to_string()),
             (vec![Protocol::Tcp], "10.2.2.2".to_owned())
         );
     }

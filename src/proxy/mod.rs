@@ -384,19 +384,36 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
         "Max-Forwards",
         std::str::from_utf8(decremented).unwrap_or("0"),
     );
+    // An IP next hop (or proxy) needs no lookup: forward at once.
+    if let Some(result) = d.resolve_uri_now(&next_hop, &[], None) {
+        return forward_resolved(d, proxy, req, branch, in_leg, from, result);
+    }
     let proxy = proxy.clone();
     let from = from.clone();
     d.resolve_uri(&next_hop, &[], None, move |d, result| {
-        // Stateless: no failover, the first target is the one (16.11).
-        match result.as_deref().map(<[Target]>::first) {
-            Ok(Some(target)) => forward(d, &proxy, req, branch, in_leg, &from, target),
-            Ok(None) => answer(d, &req, 502, "Bad Gateway (EHOSTUNREACH)"),
-            Err(e) => {
-                log::warn!("{}: no route to its next hop: {e}", describe(&req));
-                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
-            }
-        }
+        forward_resolved(d, &proxy, req, branch, in_leg, &from, result);
     });
+}
+
+/// Forwards to the first target, or answers 502 when there is none.
+fn forward_resolved(
+    d: &Dispatcher,
+    proxy: &Inner,
+    req: Request,
+    branch: String,
+    in_leg: LegId,
+    from: &Source,
+    result: Result<Vec<Target>, crate::error::Error>,
+) {
+    // Stateless: no failover, the first target is the one (16.11).
+    match result.as_deref().map(<[Target]>::first) {
+        Ok(Some(target)) => forward(d, proxy, req, branch, in_leg, from, target),
+        Ok(None) => answer(d, &req, 502, "Bad Gateway (EHOSTUNREACH)"),
+        Err(e) => {
+            log::warn!("{}: no route to its next hop: {e}", describe(&req));
+            answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
