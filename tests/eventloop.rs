@@ -401,3 +401,48 @@ fn a_zero_delay_timer_runs_on_the_next_turn_not_the_next_tick() {
         assert!(f2.get(), "round {round}: past deadline did not run");
     }
 }
+
+#[test]
+fn now_inside_a_descriptor_callback_is_its_start_and_a_nested_run_refreshes_it() {
+    // Virtual time: the clock only moves in `run`, so the values are exact.
+    let lp = Rc::new(MioEventloop::new_virtual());
+    let rx = Rc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    rx.set_nonblocking(true).unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = lp.now();
+    // (in the callback, in a timer of the nested run, after the nested run)
+    let seen: Rc<RefCell<Vec<Duration>>> = Rc::default();
+    let cb = {
+        let (rx, seen, weak) = (rx.clone(), seen.clone(), Rc::downgrade(&lp));
+        Box::new(move |_: sip_dispatch::eventloop::Readiness| {
+            let mut buf = [0u8; 16];
+            while rx.recv_from(&mut buf).is_ok() {}
+            let Some(lp) = weak.upgrade() else { return };
+            if !seen.borrow().is_empty() {
+                return;
+            }
+            seen.borrow_mut().push(lp.now() - start);
+            let s = seen.clone();
+            let w = Rc::downgrade(&lp);
+            lp.add_timer(
+                When::In(ms(30)),
+                None,
+                Box::new(move || {
+                    let lp = w.upgrade().unwrap();
+                    s.borrow_mut().push(lp.now() - start);
+                }),
+            );
+            lp.run(Some(ms(50)), &|| false).unwrap();
+            seen.borrow_mut().push(lp.now() - start);
+        })
+    };
+    let _h = lp.add_fd(rx.as_raw_fd(), Interest::READ, cb).unwrap();
+    // Virtual time moves by 7 ms before the datagram is seen.
+    lp.run(Some(ms(7)), &|| false).unwrap();
+    tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
+    lp.run(Some(Duration::from_secs(1)), &|| seen.borrow().len() == 3)
+        .unwrap();
+    assert_eq!(*seen.borrow(), vec![ms(7), ms(37), ms(57)]);
+    // Outside callbacks: the clock itself.
+    assert_eq!(lp.now(), start + ms(57));
+}

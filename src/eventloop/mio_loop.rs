@@ -55,6 +55,10 @@ pub struct MioEventloop {
     clock: Clock,
     state: RefCell<State>,
     grace: Cell<Duration>,
+    /// The time a descriptor's callback started, which `now` returns while
+    /// it runs: handling a batch of messages reads the clock once, not
+    /// once per message (as libuv's `uv_now`). `None` outside callbacks.
+    callback_now: Cell<Option<Instant>>,
 }
 
 impl std::fmt::Debug for MioEventloop {
@@ -125,6 +129,7 @@ impl MioEventloop {
                 wheel: TimerWheel::new(),
             }),
             grace: Cell::new(Duration::from_millis(2)),
+            callback_now: Cell::new(None),
         })
     }
 
@@ -247,7 +252,11 @@ impl MioEventloop {
                 }
             };
             let Some(mut cb) = callback else { continue };
+            // Restored after: a nested run's callbacks must not leave
+            // their time behind.
+            let outer = self.callback_now.replace(Some(self.clock.now()));
             cb(readiness);
+            self.callback_now.set(outer);
             let mut st = self.state.borrow_mut();
             if let Some(slot) = st.fds.get_mut(index as usize) {
                 if slot.live && slot.generation == generation && slot.callback.is_none() {
@@ -259,8 +268,14 @@ impl MioEventloop {
 }
 
 impl Eventloop for MioEventloop {
+    /// While a descriptor's callback runs: the time it started (one
+    /// clock read per readiness batch, at most a few hundred microseconds
+    /// old); otherwise the clock.
     fn now(&self) -> Instant {
-        self.clock.now()
+        match self.callback_now.get() {
+            Some(t) => t,
+            None => self.clock.now(),
+        }
     }
 
     fn wall_now(&self) -> SystemTime {
@@ -420,6 +435,17 @@ impl Eventloop for MioEventloop {
     }
 
     fn run(&self, timeout: Option<Duration>, stop: &dyn Fn() -> bool) -> io::Result<()> {
+        // A run nested in a callback waits: the callback's time would be
+        // stale inside it, and is after it.
+        let outer = self.callback_now.take();
+        let result = self.run_turns(timeout, stop);
+        self.callback_now.set(outer.map(|_| self.clock.now()));
+        result
+    }
+}
+
+impl MioEventloop {
+    fn run_turns(&self, timeout: Option<Duration>, stop: &dyn Fn() -> bool) -> io::Result<()> {
         let end = timeout.map(|t| self.clock.now() + t);
         let mut ready: Vec<(Token, Readiness)> = Vec::with_capacity(64);
         loop {
@@ -467,9 +493,7 @@ impl Eventloop for MioEventloop {
             self.dispatch(&ready);
         }
     }
-}
 
-impl MioEventloop {
     fn poll_into(
         &self,
         wait: Option<Duration>,

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::packet::{HeaderName, Message, Request, Via};
+use crate::packet::{HeaderName, Message, Request, Via, find_byte};
 
 use super::addr::Protocol;
 
@@ -160,7 +160,7 @@ fn stamp_value(
 ) -> (Written, Option<Option<(usize, usize)>>) {
     // Nothing white space could be trimmed from: `rewrite_params` keeps
     // every other byte as written.
-    let plain = match top.find(';') {
+    let plain = match find_byte(top, b';') {
         Some(semi) => {
             top.as_bytes()[semi..].iter().all(u8::is_ascii_graphic)
                 && top.as_bytes()[..semi]

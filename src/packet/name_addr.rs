@@ -2,7 +2,7 @@
 //! (RFC 3261 20.10, 20.20, 20.39).
 
 use super::HeaderError;
-use super::text::{Params, is_lws, is_token, params, quoted_end, trim_lws, unquote};
+use super::text::{Params, find_byte, is_lws, is_token, params, quoted_end, trim_lws, unquote};
 use super::uri::{Uri, UriError};
 use std::borrow::Cow;
 
@@ -43,7 +43,7 @@ impl<'a> NameAddr<'a> {
                 return Err(err("display name without <URI>"));
             }
             (Some(&value[..end]), rest)
-        } else if let Some(lt) = value.find('<') {
+        } else if let Some(lt) = find_byte(value, b'<') {
             let display = trim_lws(&value[..lt]);
             if !display.is_empty()
                 && !display
@@ -57,7 +57,7 @@ impl<'a> NameAddr<'a> {
             (None, value)
         };
         if let Some(inner) = rest.strip_prefix('<') {
-            let gt = inner.find('>').ok_or(err("missing '>'"))?;
+            let gt = find_byte(inner, b'>').ok_or(err("missing '>'"))?;
             let uri = &inner[..gt];
             if uri.is_empty()
                 || uri.starts_with(|c: char| c.is_ascii_whitespace())
@@ -79,7 +79,7 @@ impl<'a> NameAddr<'a> {
             // addr-spec: the URI ends at the first ';' (RFC 3261 20.10: its
             // parameters are header parameters) and may not contain
             // headers, a comma or a question mark.
-            let end = rest.find(';').unwrap_or(rest.len());
+            let end = find_byte(rest, b';').unwrap_or(rest.len());
             let uri = trim_lws(&rest[..end]);
             if uri.contains(['?', ',']) || uri.bytes().any(is_lws) {
                 return Err(err("URI with '?', ',' or white space needs <>"));

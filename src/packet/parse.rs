@@ -8,7 +8,7 @@ use super::header_name::HeaderName;
 use super::headers::{Field, Headers, Text};
 use super::message::{Body, Message, Packet, Request, Response};
 use super::method::Method;
-use super::text::is_token_byte;
+use super::text::{find_byte, is_token_byte};
 use super::uri::{Uri, UriError};
 
 /// How the message was carried, which decides how its body is framed.
@@ -388,12 +388,12 @@ type SpanPair = (usize, usize);
 
 fn parse_status_line(line: &str) -> Result<(SpanPair, u16, SpanPair), ParseError> {
     let bad = |why| ParseError::new(ParseErrorKind::InvalidStartLine(why));
-    let sp = line.find(' ').ok_or(bad("missing status code"))?;
+    let sp = find_byte(line, b' ').ok_or(bad("missing status code"))?;
     if !is_sip_version(&line[..sp]) {
         return Err(bad("invalid SIP version"));
     }
     let rest = &line[sp + 1..];
-    let code_end = rest.find(' ').unwrap_or(rest.len());
+    let code_end = find_byte(rest, b' ').unwrap_or(rest.len());
     let code = &rest[..code_end];
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseError::new(ParseErrorKind::InvalidStatusCode));
@@ -410,10 +410,12 @@ fn parse_status_line(line: &str) -> Result<(SpanPair, u16, SpanPair), ParseError
 
 fn parse_request_line(line: &str) -> Result<(Method, &str, SpanPair), ParseErrorKind> {
     let bad = ParseErrorKind::InvalidStartLine;
-    let mut parts = line.splitn(3, ' ');
-    let method = parts.next().unwrap_or("");
-    let uri = parts.next().ok_or(bad("missing Request-URI"))?;
-    let version = parts.next().ok_or(bad("missing SIP version"))?;
+    // `splitn(3, ' ')`, byte-wise.
+    let sp1 = find_byte(line, b' ').ok_or(bad("missing Request-URI"))?;
+    let method = &line[..sp1];
+    let rest = &line[sp1 + 1..];
+    let sp2 = find_byte(rest, b' ').ok_or(bad("missing SIP version"))?;
+    let (uri, version) = (&rest[..sp2], &rest[sp2 + 1..]);
     let method = Method::parse(method).ok_or(bad("invalid method"))?;
     if uri.is_empty() {
         return Err(bad("more than one SP between request line elements"));

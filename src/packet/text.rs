@@ -33,6 +33,15 @@ pub(crate) fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// The first position of the ASCII byte `b` in `s`. The strings searched
+/// in a header are short, where a plain loop beats `str::find`'s general
+/// char searcher; an ASCII byte is always at a char boundary.
+#[inline]
+pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
+    debug_assert!(b.is_ascii());
+    s.as_bytes().iter().position(|&c| c == b)
+}
+
 /// Trims linear white space on both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
     // Byte-wise: white space is ASCII, so both ends are char boundaries.
@@ -168,7 +177,7 @@ impl<'a> Iterator for Params<'a> {
             let end = find_unquoted(s, b';').unwrap_or(s.len());
             let item = &s[..end];
             self.rest = &s[end..];
-            let (name, value) = match item.find('=') {
+            let (name, value) = match find_byte(item, b'=') {
                 Some(eq) => (trim_lws(&item[..eq]), Some(trim_lws(&item[eq + 1..]))),
                 None => (trim_lws(item), None),
             };

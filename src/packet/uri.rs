@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::str::FromStr;
 
-use super::text::{Params, params, percent_decode};
+use super::text::{Params, find_byte, params, percent_decode};
 
 /// Why a URI did not parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl Uri {
             // never to the URI.
             return Err(UriError("URI enclosed in <>"));
         }
-        let colon = s.find(':').ok_or(UriError("missing scheme"))?;
+        let colon = find_byte(s, b':').ok_or(UriError("missing scheme"))?;
         let scheme = &s[..colon];
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             SipUri::parse(s).map(Uri::Sip)
@@ -69,7 +69,7 @@ impl Uri {
         if s.starts_with('<') {
             return Err(UriError("URI enclosed in <>"));
         }
-        let colon = s.find(':').ok_or(UriError("missing scheme"))?;
+        let colon = find_byte(s, b':').ok_or(UriError("missing scheme"))?;
         let scheme = &s[..colon];
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             let mut uri = SipUri::scan(s)?;
@@ -85,7 +85,7 @@ impl Uri {
         if s.starts_with('<') {
             return Err(UriError("URI enclosed in <>"));
         }
-        let colon = s.find(':').ok_or(UriError("missing scheme"))?;
+        let colon = find_byte(s, b':').ok_or(UriError("missing scheme"))?;
         let scheme = &s[..colon];
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
             SipUri::check(s)
@@ -150,7 +150,7 @@ impl OtherUri {
 
     /// Checks `scheme:opaque`; returns the scheme's length.
     fn scan(s: &str) -> Result<usize, UriError> {
-        let colon = s.find(':').ok_or(UriError("missing scheme"))?;
+        let colon = find_byte(s, b':').ok_or(UriError("missing scheme"))?;
         let scheme = &s[..colon];
         let mut chars = scheme.bytes();
         match chars.next() {
@@ -260,7 +260,7 @@ fn check_host(s: &str) -> Result<Option<IpAddr>, UriError> {
     if let Some(v4) = parse_ipv4(s) {
         return Ok(Some(IpAddr::V4(v4)));
     }
-    if s.contains(':') {
+    if find_byte(s, b':').is_some() {
         return parse_ipv6(s).map(|a| Some(IpAddr::V6(a)));
     }
     if is_hostname(s) {
@@ -341,7 +341,7 @@ pub(crate) fn is_hostname(s: &str) -> bool {
 /// space around the colon is allowed (Via sent-by).
 pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<IpAddr>, Option<u16>), UriError> {
     let (host, port) = if s.starts_with('[') {
-        let end = s.find(']').ok_or(UriError("unterminated IPv6 reference"))?;
+        let end = find_byte(s, b']').ok_or(UriError("unterminated IPv6 reference"))?;
         let rest = s[end + 1..].trim_start();
         let port = match rest.strip_prefix(':') {
             Some(p) => Some(p.trim_start()),
@@ -350,11 +350,11 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<IpAddr>, Option<u1
         };
         (&s[..=end], port)
     } else {
-        match s.find(':') {
+        match find_byte(s, b':') {
             // RFC 5118 4.2: an IPv6 address must be written as a reference
             // in brackets; without them its colons cannot be told from the
             // port's.
-            Some(c) if s[c + 1..].contains(':') => {
+            Some(c) if find_byte(&s[c + 1..], b':').is_some() => {
                 return Err(UriError("IPv6 address without brackets"));
             }
             Some(c) => (s[..c].trim_end(), Some(s[c + 1..].trim_start())),
@@ -438,7 +438,7 @@ impl SipUri {
         if s.len() > u16::MAX as usize {
             return Err(UriError("URI too long"));
         }
-        let colon = s.find(':').ok_or(UriError("missing scheme"))?;
+        let colon = find_byte(s, b':').ok_or(UriError("missing scheme"))?;
         let scheme = &s[..colon];
         let secure = if scheme.eq_ignore_ascii_case("sip") {
             false
@@ -455,10 +455,10 @@ impl SipUri {
         let r = |a: usize, b: usize| (a as u16, b as u16);
         let mut pos = colon + 1;
         let (mut user, mut password) = (None, None);
-        if let Some(at) = s[pos..].find('@') {
+        if let Some(at) = find_byte(&s[pos..], b'@') {
             let at = pos + at;
             let userinfo = &s[pos..at];
-            match userinfo.find(':') {
+            match find_byte(userinfo, b':') {
                 Some(c) => {
                     user = Some(r(pos, pos + c));
                     password = Some(r(pos + c + 1, at));
@@ -476,7 +476,7 @@ impl SipUri {
             .map_or(s.len(), |i| pos + i);
         let (host, ip, port) = parse_hostport(&s[pos..hostport_end])?;
         let host = r(pos, pos + host.len());
-        let (params_end, headers) = match s[hostport_end..].find('?') {
+        let (params_end, headers) = match find_byte(&s[hostport_end..], b'?') {
             Some(q) => {
                 let q = hostport_end + q;
                 (q, Some(r(q + 1, s.len())))

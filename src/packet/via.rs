@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::HeaderError;
-use super::text::{Params, is_lws, is_token, params, trim_lws};
+use super::text::{Params, find_byte, is_lws, is_token, params, trim_lws};
 use super::uri::parse_hostport;
 
 /// The magic cookie that starts RFC 3261 branch parameters.
@@ -61,7 +61,7 @@ impl<'a> Via<'a> {
             return Err(err("invalid sent-protocol"));
         }
         let rest = trim_lws(&rest[t_end..]);
-        let p_start = rest.find(';').unwrap_or(rest.len());
+        let p_start = find_byte(rest, b';').unwrap_or(rest.len());
         let sent_by = trim_lws(&rest[..p_start]);
         let (host, ip, port) = parse_hostport(sent_by).map_err(|e| err(e.0))?;
         let params_str = &rest[p_start..];
