@@ -539,7 +539,7 @@ impl Core {
             })
         });
         let branch = match (&packet, opts.branch) {
-            (Packet::Request(_), Some(b)) => Some(Rc::from(b)),
+            (Packet::Request(_), Some(b)) => Some(b),
             (Packet::Request(_), None) => Some(self.new_branch()),
             (Packet::Response(_), _) => None,
         };

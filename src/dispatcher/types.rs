@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use crate::error::Error;
 use crate::leg::{Destination, Leg, Protocol, Source};
@@ -68,8 +69,9 @@ pub struct DeliverOptions {
     /// Overrides the dispatcher's `do_retransmits` for this delivery.
     pub do_retransmits: Option<bool>,
     /// The Via branch to use (a proxy's derived branch; a CANCEL or a
-    /// non-2xx ACK reusing the INVITE's). Default: a new one.
-    pub branch: Option<String>,
+    /// non-2xx ACK reusing the INVITE's), e.g. `Some("z9hG4bK...".into())`;
+    /// shared, not copied, by the delivery. Default: a new one.
+    pub branch: Option<Rc<str>>,
     /// Transports allowed for this delivery, in order of preference.
     pub allowed_proto: Vec<Protocol>,
 }

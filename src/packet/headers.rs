@@ -29,6 +29,35 @@ const SIP_2_0: u32 = u32::MAX;
 /// Static texts from this index on are the reason phrases of
 /// [`STANDARD_REASONS`].
 const REASON_BASE: u32 = 0x1_0000;
+/// Static texts from this index on are the decimals 0..=255 (a
+/// Max-Forwards a proxy decrements, a Content-Length or an Expires).
+const DECIMAL_BASE: u32 = 0x2_0000;
+
+/// The decimals 0..=255, three digits each, leading zeros included.
+static DECIMALS: [u8; 768] = {
+    let mut out = [0u8; 768];
+    let mut n = 0;
+    while n < 256 {
+        out[3 * n] = b'0' + (n / 100) as u8;
+        out[3 * n + 1] = b'0' + (n / 10 % 10) as u8;
+        out[3 * n + 2] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    out
+};
+
+/// The decimal `n` (at most 255) without leading zeros.
+fn decimal_text(n: u32) -> &'static str {
+    let n = n.min(255) as usize;
+    let digits = if n >= 100 {
+        3
+    } else if n >= 10 {
+        2
+    } else {
+        1
+    };
+    std::str::from_utf8(&DECIMALS[3 * n + 3 - digits..3 * n + 3]).unwrap_or("")
+}
 
 /// Reason phrases that need no allocation (RFC 3261 21, the common ones).
 const STANDARD_REASONS: &[&str] = &[
@@ -58,6 +87,7 @@ impl Text {
     pub(crate) fn resolve<'a>(&'a self, src: &'a str) -> &'a str {
         match self {
             Text::Span(STATIC, SIP_2_0) => "SIP/2.0",
+            Text::Span(STATIC, i) if *i >= DECIMAL_BASE => decimal_text(*i - DECIMAL_BASE),
             Text::Span(STATIC, i) if *i >= REASON_BASE => STANDARD_REASONS
                 .get((*i - REASON_BASE) as usize)
                 .copied()
@@ -76,6 +106,23 @@ impl Text {
             Some(i) => Text::Span(STATIC, REASON_BASE + i as u32),
             None => Text::Owned(reason.into()),
         }
+    }
+
+    /// A copy of `value`: static when it is a decimal up to 255 written
+    /// without leading zeros, else owned.
+    pub(crate) fn copied(value: &str) -> Text {
+        let b = value.as_bytes();
+        let canonical = !b.is_empty()
+            && b.len() <= 3
+            && b.iter().all(u8::is_ascii_digit)
+            && (b[0] != b'0' || b.len() == 1);
+        if canonical {
+            let n = b.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+            if n <= 255 {
+                return Text::Span(STATIC, DECIMAL_BASE + n);
+            }
+        }
+        Text::Owned(value.into())
     }
 
     /// A known header's canonical name.
@@ -118,7 +165,7 @@ pub(crate) struct Field {
 /// assert_eq!(h.get("VIA"), Some("SIP/2.0/UDP a.example.com;branch=z9hG4bK1"));
 /// assert_eq!(h.get("l"), Some("0"));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Headers {
     pub(crate) src: Rc<str>,
     pub(crate) fields: Vec<Field>,
@@ -126,6 +173,21 @@ pub struct Headers {
     /// The top Via as parsed the first time it was asked for; forgotten
     /// by every change to the fields.
     top_via: Cell<Option<TopVia>>,
+}
+
+impl Clone for Headers {
+    /// The index comes from the thread's spare ones, like a parsed
+    /// message's: a forwarding proxy keeps a copy of each request.
+    fn clone(&self) -> Headers {
+        let mut fields = field_vec(self.fields.len());
+        fields.extend(self.fields.iter().cloned());
+        Headers {
+            src: self.src.clone(),
+            fields,
+            modified: self.modified,
+            top_via: self.top_via.clone(),
+        }
+    }
 }
 
 thread_local! {
@@ -453,15 +515,19 @@ impl Headers {
     /// spelling and position) and removes the other lines of that name;
     /// appends a line when there is none.
     pub fn set(&mut self, name: &str, value: &str) {
-        self.set_owned(name, value.into());
+        self.set_text(name, Text::copied(value));
     }
 
     /// [`Headers::set`] with a value already in its own allocation.
     pub(crate) fn set_owned(&mut self, name: &str, value: Rc<str>) {
+        self.set_text(name, Text::Owned(value));
+    }
+
+    fn set_text(&mut self, name: &str, value: Text) {
         match self.position(&name) {
             Some(i) => {
                 let f = &mut self.fields[i];
-                f.value = Text::Owned(value);
+                f.value = value;
                 f.raw = None;
                 let (known, src) = (name.known(), self.src.clone());
                 let mut pos = 0;
@@ -478,7 +544,7 @@ impl Headers {
                 }
             }
             None => {
-                let field = self.new_field_with(name, Text::Owned(value));
+                let field = self.new_field_with(name, value);
                 self.fields.push(field);
                 self.touch_from(self.fields.len());
             }
@@ -601,7 +667,7 @@ impl Headers {
     }
 
     fn new_field(&self, name: &str, value: &str) -> Field {
-        self.new_field_with(name, Text::Owned(value.into()))
+        self.new_field_with(name, Text::copied(value))
     }
 
     fn new_field_with(&self, name: &str, value: Text) -> Field {
@@ -836,5 +902,32 @@ mod top_via_tests {
         assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK1"));
         assert!(r.headers.top_via.get().is_none());
         assert_eq!(r.top_via().unwrap(), fresh(&r));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_decimals_are_static_and_read_back_exactly() {
+        for n in 0..=255u32 {
+            let v = n.to_string();
+            let t = Text::copied(&v);
+            assert!(matches!(t, Text::Span(STATIC, _)), "{v}");
+            assert_eq!(t.resolve(""), v);
+        }
+        // Not canonical, too big or not a number: copied as written.
+        for v in ["256", "007", "00", "", "1a", "-1", "1000", " 1", "٣"] {
+            let t = Text::copied(v);
+            assert!(matches!(t, Text::Owned(_)), "{v:?}");
+            assert_eq!(t.resolve(""), v);
+        }
+        let mut h = Headers::empty();
+        h.set("Max-Forwards", "70");
+        h.set("Max-Forwards", "69");
+        h.set("Expires", "3600");
+        assert_eq!(h.get(HeaderName::MaxForwards), Some("69"));
+        assert_eq!(h.get(HeaderName::Expires), Some("3600"));
     }
 }

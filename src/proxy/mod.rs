@@ -204,7 +204,7 @@ impl Inner {
             if self.via_is_mine(&above)
                 && above
                     .branch()
-                    .is_some_and(|b| b == derive_branch(req, &below))
+                    .is_some_and(|b| *b == *derive_branch(req, &below))
             {
                 return true;
             }
@@ -400,7 +400,7 @@ fn forward_resolved(
     d: &Dispatcher,
     proxy: &Inner,
     req: Request,
-    branch: String,
+    branch: Rc<str>,
     in_leg: LegId,
     from: &Source,
     result: Result<Vec<Target>, crate::error::Error>,
@@ -421,7 +421,7 @@ fn forward(
     d: &Dispatcher,
     proxy: &Inner,
     mut req: Request,
-    branch: String,
+    branch: Rc<str>,
     in_leg: LegId,
     from: &Source,
     target: &Target,
