@@ -709,3 +709,58 @@ fn dispatcher_hooks_see_every_leg_and_can_lose_a_packet() {
     assert_eq!(sent.borrow().len(), 3);
     uac.set_send_hook(None);
 }
+
+#[test]
+fn server_transactions_answered_late_expire_timer_j_after_the_answer_not_the_request() {
+    // A non-INVITE transaction's expiry is armed when it arrives (64*T1,
+    // for a receiver that never answers) and again when it is answered:
+    // the first one must not end it.
+    let w = World::exact();
+    let client = w.silent_peer("10.0.0.1:5060");
+    let (uas, seen) = scripted_uas(
+        &w,
+        "10.0.0.2:5060",
+        vec![(1000, 200)],
+        DispatcherOptions::default(),
+    );
+    let dst = Destination::new(Protocol::Udp, "10.0.0.2:5060".parse().unwrap());
+    for (at, call) in [(0u64, "late-1"), (5, "late-2")] {
+        let Packet::Request(r) = request("OPTIONS", "sip:bob@10.0.0.2", call, 1) else {
+            panic!()
+        };
+        let bytes: Rc<[u8]> = Rc::from(client.leg.prepare_request(
+            &r,
+            &format!("z9hG4bK{call}"),
+            &dst,
+        ));
+        let (leg, dst) = (client.leg.clone(), dst.clone());
+        w.lp.add_timer(
+            sip_dispatch::eventloop::When::In(Duration::from_millis(at)),
+            None,
+            Box::new(move || {
+                leg.send(bytes.clone(), &dst, None);
+            }),
+        );
+    }
+    w.run_until(secs(2), || false);
+    assert_eq!(seen.borrow().len(), 2);
+    assert_eq!(client.methods(), vec!["200", "200"]);
+    let s = uas.stats();
+    assert_eq!((s.server_transactions, s.timers), (2, 2));
+    // 32.5 s: past 64*T1 from the requests, not from the answers.
+    w.run_until(Duration::from_millis(30_500), || false);
+    let s = uas.stats();
+    assert_eq!((s.server_transactions, s.timers), (2, 2), "kept until J");
+    // 33.1 s: past 64*T1 from both answers (sent at 1001 and 1006 ms).
+    w.run_until(Duration::from_millis(600), || false);
+    let s = uas.stats();
+    assert_eq!(
+        (s.server_transactions, s.timers),
+        (0, 0),
+        "Timer J ended them"
+    );
+    assert!(
+        uas.queue_expire(w.lp.now()).is_none(),
+        "nothing left to expire"
+    );
+}

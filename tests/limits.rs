@@ -677,6 +677,13 @@ fn distinct_retransmitted_requests_keep_the_response_cache_bounded() {
     assert_eq!(target.requests.get(), DISTINCT as u64);
     assert_eq!(stats.absorbed_requests, DISTINCT as u64);
     assert_eq!(stats.server_transactions, CACHE);
+    // One expiry per cached transaction; the expiries of evicted ones are
+    // gone with them, so the tables stay sized by the cache, not by the
+    // requests seen (100 times as many).
+    assert_eq!(stats.timers, CACHE);
+    let tables = target.dispatcher.table_bytes();
+    eprintln!("tables: {tables} bytes");
+    assert!(tables < 1 << 20, "tables hold {tables} bytes");
     assert_eq!(responses.get(), 2 * DISTINCT as u64);
     assert_eq!(stats.pending_deliveries, 0);
     let growth = meter.report(&format!(

@@ -337,6 +337,12 @@ pub(crate) struct Core {
     /// Server transactions by the stream connection their request came on,
     /// so that a closing connection touches only its own transactions.
     server_by_conn: HashMap<(LegId, ConnId), server::ConnTxs>,
+    /// The expiries of server transactions that end `timeout` (64*T1)
+    /// after being armed (most of them: Timers J, H and L, and an
+    /// unanswered non-INVITE), in order: every one is armed for "now plus
+    /// the same duration", so a FIFO queue holds them sorted, at no wheel
+    /// insert or cancel per transaction. See `server::ServerFifo`.
+    server_fifo: server::ServerFifo,
     wheel: TimerWheel<TimerRef>,
     /// Targets not to use until the instant (503 with Retry-After).
     blacklist: HashMap<(Protocol, SocketAddr), Instant>,
@@ -371,6 +377,7 @@ impl Core {
             server_order: VecDeque::new(),
             last_server: None,
             server_by_conn: HashMap::new(),
+            server_fifo: server::ServerFifo::default(),
             wheel: TimerWheel::new(),
             blacklist: HashMap::new(),
             greylist: HashMap::new(),
@@ -398,7 +405,13 @@ impl Core {
     }
 
     pub(crate) fn next_expiration(&self) -> Option<u64> {
-        self.wheel.next_expiration()
+        match (
+            self.wheel.next_expiration(),
+            self.server_fifo.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn random(&mut self) -> u64 {
@@ -432,7 +445,7 @@ impl Core {
         DispatcherStats {
             pending_deliveries: self.deliveries.len(),
             server_transactions: self.servers.len(),
-            timers: self.wheel.len(),
+            timers: self.wheel.len() + self.server_fifo.live(),
             client_keys: self.client_keys.len(),
             id_keys: self.by_id.len() + self.by_callid.len(),
             ..self.stats
@@ -444,7 +457,10 @@ impl Core {
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.deliveries.table_bytes() + self.servers.table_bytes() + self.wheel.memory_bytes()
+        self.deliveries.table_bytes()
+            + self.servers.table_bytes()
+            + self.wheel.memory_bytes()
+            + self.server_fifo.memory_bytes()
     }
 
     /// The transports there are legs for.
@@ -1281,7 +1297,11 @@ impl Core {
     /// Runs every timer due at `now`; returns the next deadline.
     pub(crate) fn expire(&mut self, now: Instant) {
         let now_tick = self.now_tick(now);
-        // Bounded by the number of timers due; each is removed as it fires.
+        // Bounded by the number of expiries due; each is removed as it
+        // fires.
+        while let Some(sid) = self.server_fifo.pop_due(now_tick, &self.servers) {
+            self.server_expired(sid);
+        }
         while let Some((_, r)) = self.wheel.poll(now_tick) {
             self.fire(r, now);
         }

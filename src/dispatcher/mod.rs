@@ -522,8 +522,9 @@ impl Dispatcher {
         self.inner.core.borrow().stats()
     }
 
-    /// Heap bytes of the dispatcher's tables (slot tables and timer wheel,
-    /// not the packets or hash indexes).
+    /// Heap bytes of the dispatcher's tables (slot tables, timer wheel and
+    /// the server transactions' expiry queue; not the packets or hash
+    /// indexes).
     pub fn table_bytes(&self) -> usize {
         self.inner.core.borrow().memory_bytes()
     }

@@ -171,7 +171,8 @@ pub struct DispatcherStats {
     pub pending_deliveries: usize,
     /// Server transactions remembered (the response cache).
     pub server_transactions: usize,
-    /// Timers on the dispatcher's wheel.
+    /// Pending timers: on the dispatcher's wheel, and the expiries of
+    /// server transactions (queued in the order they are due).
     pub timers: usize,
     /// Client transaction keys indexed.
     pub client_keys: usize,

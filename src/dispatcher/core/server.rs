@@ -29,8 +29,81 @@ pub(super) struct ServerTx {
     pub(super) last_response: Option<Rc<[u8]>>,
     pub(super) response_delivery: Option<DeliveryId>,
     pub(super) expire: Option<TimerKey>,
-    /// The tick `expire` fires at.
+    /// Whether the expiry is in the `ServerFifo` instead of the wheel.
+    pub(super) queued: bool,
+    /// The tick the expiry (wheel or FIFO) fires at.
     pub(super) expire_tick: u64,
+}
+
+/// The expiries of server transactions armed for the same duration, in
+/// the order armed, which is the order due. An entry whose transaction is
+/// gone or was re-armed since is stale: skipped when it comes to the
+/// front, and trimmed from the front whenever a transaction ends, so the
+/// queue holds about one entry per live transaction.
+#[derive(Default)]
+pub(super) struct ServerFifo {
+    entries: VecDeque<(u64, (u32, u32))>,
+    /// Transactions whose expiry is queued here.
+    live: usize,
+}
+
+impl ServerFifo {
+    /// Whether `(tick, sid)` is the transaction's current expiry.
+    fn is_current(servers: &Arena<ServerTx>, tick: u64, sid: (u32, u32)) -> bool {
+        servers
+            .get(sid.0, sid.1)
+            .is_some_and(|tx| tx.queued && tx.expire_tick == tick)
+    }
+
+    /// Queues an expiry at `tick`, or later: the queue stays sorted even
+    /// if the clock read behind the last one (by a tick at most).
+    fn push(&mut self, tick: u64, sid: (u32, u32)) -> u64 {
+        let tick = self.entries.back().map_or(tick, |b| b.0.max(tick));
+        self.entries.push_back((tick, sid));
+        tick
+    }
+
+    /// The next transaction due at `now_tick`, stale entries skipped.
+    pub(super) fn pop_due(
+        &mut self,
+        now_tick: u64,
+        servers: &Arena<ServerTx>,
+    ) -> Option<(u32, u32)> {
+        while let Some(&(tick, sid)) = self.entries.front() {
+            if tick > now_tick {
+                return None;
+            }
+            self.entries.pop_front();
+            if Self::is_current(servers, tick, sid) {
+                return Some(sid);
+            }
+        }
+        None
+    }
+
+    /// Drops stale entries from the front.
+    fn trim(&mut self, servers: &Arena<ServerTx>) {
+        while let Some(&(tick, sid)) = self.entries.front() {
+            if Self::is_current(servers, tick, sid) {
+                return;
+            }
+            self.entries.pop_front();
+        }
+    }
+
+    /// The earliest tick queued (perhaps stale: firing then finds
+    /// nothing, which is cheap).
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.0)
+    }
+
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<(u64, (u32, u32))>()
+    }
 }
 
 /// The server transactions of one connection. Removal is lazy (an expired
@@ -70,6 +143,7 @@ impl Core {
             last_response: None,
             response_delivery: None,
             expire: None,
+            queued: false,
             expire_tick: 0,
         });
         self.server_keys.insert(hash, sid);
@@ -102,17 +176,30 @@ impl Core {
 
     pub(super) fn arm_server_expire(&mut self, sid: (u32, u32), after: Duration, now: Instant) {
         let deadline = self.tick_at(now + after);
+        let queue = after == self.s.timers.timeout();
         let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
             return;
         };
-        if tx.expire.is_some() && tx.expire_tick == deadline {
+        if (tx.expire.is_some() || tx.queued) && tx.expire_tick == deadline {
             // Already due then: a non-INVITE answered within the tick it
-            // arrived in keeps its timer (no cancel and insert per
-            // transaction).
+            // arrived in keeps its expiry.
             return;
         }
         if let Some(old) = tx.expire.take() {
             self.wheel.cancel(old);
+        }
+        if queue {
+            // A previous entry of this transaction becomes stale.
+            if !tx.queued {
+                tx.queued = true;
+                self.server_fifo.live += 1;
+            }
+            tx.expire_tick = self.server_fifo.push(deadline, sid);
+            return;
+        }
+        if tx.queued {
+            tx.queued = false;
+            self.server_fifo.live -= 1;
         }
         let key = self.wheel.insert(
             deadline,
@@ -134,10 +221,14 @@ impl Core {
         let Some(tx) = self.servers.get(sid.0, sid.1) else {
             return;
         };
-        let (expire, hash) = (tx.expire, tx.hash);
+        let (expire, queued, hash) = (tx.expire, tx.queued, tx.hash);
         self.servers.discard(sid.0, sid.1);
         if let Some(k) = expire {
             self.wheel.cancel(k);
+        }
+        if queued {
+            self.server_fifo.live -= 1;
+            self.server_fifo.trim(&self.servers);
         }
         if let std::collections::hash_map::Entry::Occupied(e) = self.server_keys.entry(hash) {
             if *e.get() == sid {
