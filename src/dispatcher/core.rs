@@ -354,6 +354,10 @@ pub(crate) struct Core {
     stats: DispatcherStats,
 }
 
+/// A received packet on its way up to the receiver: the packet, its leg
+/// and its source.
+pub(crate) type PassUp = (Packet, LegId, Source);
+
 fn did(index: u32, generation: u32) -> DeliveryId {
     DeliveryId { index, generation }
 }
@@ -890,17 +894,21 @@ impl Core {
         };
         let only = d.allowed_legs;
         // Most responses answer the request that arrived last: its
-        // transaction is tried before hashing the key.
-        let sid = resp
-            .with_server_key(|key, method| {
-                self.last_server
-                    .filter(|s| {
-                        self.servers
-                            .get(s.0, s.1)
-                            .is_some_and(|tx| tx.key.is(key, method))
-                    })
-                    .or_else(|| self.find_server(key, method))
+        // transaction is tried before hashing the key. Without server
+        // transactions (a stateless proxy's) there is no key to build.
+        let sid = (self.servers.len() > 0)
+            .then(|| {
+                resp.with_server_key(|key, method| {
+                    self.last_server
+                        .filter(|s| {
+                            self.servers
+                                .get(s.0, s.1)
+                                .is_some_and(|tx| tx.key.is(key, method))
+                        })
+                        .or_else(|| self.find_server(key, method))
+                })
             })
+            .flatten()
             .flatten();
         if let Some((sid, tx)) = sid.and_then(|sid| Some((sid, self.servers.get(sid.0, sid.1)?))) {
             let dst = response_destination(&tx.source, resp);
@@ -1609,7 +1617,17 @@ impl Core {
 
     // ---- receive ----
 
-    pub(crate) fn receive(&mut self, packet: Packet, leg: LegId, from: Source, now: Instant) {
+    /// Handles a received packet; returns it when it goes up to the
+    /// receiver, which the caller does after carrying out the effects
+    /// queued (it is not queued itself: a packet is a few hundred bytes,
+    /// and most received packets go up).
+    pub(crate) fn receive(
+        &mut self,
+        packet: Packet,
+        leg: LegId,
+        from: Source,
+        now: Instant,
+    ) -> Option<PassUp> {
         match packet {
             Packet::Request(req) => self.receive_request(req, leg, from, now),
             Packet::Response(resp) => self.receive_response(resp, leg, from, now),
@@ -1630,17 +1648,21 @@ impl Core {
         })
     }
 
-    fn receive_response(&mut self, resp: Response, leg: LegId, from: Source, now: Instant) {
+    fn receive_response(
+        &mut self,
+        resp: Response,
+        leg: LegId,
+        from: Source,
+        now: Instant,
+    ) -> Option<PassUp> {
         let id = self.match_client(&resp);
         let Some(id) = id else {
             self.stats.stray_responses += 1;
-            self.effects
-                .push_back(Effect::PassUp(Packet::Response(resp), leg, from));
-            return;
+            return Some((Packet::Response(resp), leg, from));
         };
         let code = resp.code();
         let timers = self.s.timers.clone();
-        let Some(d) = self.get_mut(id) else { return };
+        let d = self.get_mut(id)?;
         // RFC 3263 4.3: a 503 moves to the next target (ACKed, not passed
         // up) while targets remain.
         let early = matches!(&d.mode, Mode::Client(tx) if tx.state != ClientState::Completed);
@@ -1649,7 +1671,7 @@ impl Core {
                 self.list_current_target(id, true, now + Duration::from_secs(secs));
             }
         }
-        let Some(d) = self.get_mut(id) else { return };
+        let d = self.get_mut(id)?;
         if code == 503 && early && d.target_index + 1 < d.targets.len() {
             let invite = matches!(&d.mode, Mode::Client(tx) if tx.invite);
             if invite {
@@ -1661,16 +1683,23 @@ impl Core {
                 d.ack_bytes = None;
             }
             self.restart(id, now, true);
-            return;
+            return None;
         }
         let Mode::Client(tx) = &mut d.mode else {
-            return;
+            return None;
         };
         let actions = tx.on_response(code, &timers);
         self.apply(id, actions, Some((&resp, leg, &from)), now);
+        None
     }
 
-    fn receive_request(&mut self, req: Request, leg: LegId, from: Source, now: Instant) {
+    fn receive_request(
+        &mut self,
+        req: Request,
+        leg: LegId,
+        from: Source,
+        now: Instant,
+    ) -> Option<PassUp> {
         let is_ack = *req.method() == Method::Ack;
         if self.s.validate_requests && !is_ack {
             if let Err(rejection) = req.check() {
@@ -1696,12 +1725,12 @@ impl Core {
                         kind: SendKind::Message,
                     });
                 }
-                return;
+                return None;
             }
         }
         if is_ack {
             self.receive_ack(req, leg, from, now);
-            return;
+            return None;
         }
         if self.s.server_transactions {
             // Looked up without building the key; built (once) only for a
@@ -1712,15 +1741,11 @@ impl Core {
                     .ok_or_else(|| (TransactionKey::from_parts(key, method.clone()), hash))
             });
             let Some(found) = found else {
-                self.effects
-                    .push_back(Effect::PassUp(Packet::Request(req), leg, from));
-                return;
+                return Some((Packet::Request(req), leg, from));
             };
             if let Ok(sid) = found {
                 self.stats.absorbed_requests += 1;
-                let Some(tx) = self.servers.get(sid.0, sid.1) else {
-                    return;
-                };
+                let tx = self.servers.get(sid.0, sid.1)?;
                 // A retransmission: absorbed before any answer, else the
                 // latest response again (the response cache).
                 if let (Some(bytes), Some(l)) =
@@ -1737,14 +1762,13 @@ impl Core {
                         kind: SendKind::Retransmission,
                     });
                 }
-                return;
+                return None;
             }
             if let Err((key, hash)) = found {
                 self.new_server_tx(key, hash, &req, leg, &from, now);
             }
         }
-        self.effects
-            .push_back(Effect::PassUp(Packet::Request(req), leg, from));
+        Some((Packet::Request(req), leg, from))
     }
 
     /// The server transaction with this key (id text and method).

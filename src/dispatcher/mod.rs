@@ -491,8 +491,12 @@ impl Dispatcher {
     /// responses drive their client transaction.
     pub fn receive(&self, packet: Packet, leg: LegId, from: Source) {
         let now = self.inner.lp.now();
-        self.inner.core.borrow_mut().receive(packet, leg, from, now);
+        let up = self.inner.core.borrow_mut().receive(packet, leg, from, now);
         self.pump();
+        if let Some((packet, leg, from)) = up {
+            self.pass_up(packet, leg, &from);
+            self.pump();
+        }
     }
 
     /// Runs every timer due at `now` (retransmissions, timeouts, cache
@@ -563,16 +567,38 @@ impl Dispatcher {
     fn on_leg_event(&self, leg: LegId, ev: LegEvent) {
         let _loop = LoopGuard::new(&self.inner);
         let now = self.inner.lp.now();
-        {
+        let up = {
             let mut core = self.inner.core.borrow_mut();
             match ev {
                 LegEvent::Packet(p, from) => core.receive(p, leg, from, now),
-                LegEvent::Outcome(token, result) => core.on_send_outcome(token, result, now),
-                LegEvent::Unreachable(dst, e) => core.on_unreachable(&dst, e, now),
-                LegEvent::ConnectionClosed(conn, _) => core.on_connection_closed(leg, conn),
+                LegEvent::Outcome(token, result) => {
+                    core.on_send_outcome(token, result, now);
+                    None
+                }
+                LegEvent::Unreachable(dst, e) => {
+                    core.on_unreachable(&dst, e, now);
+                    None
+                }
+                LegEvent::ConnectionClosed(conn, _) => {
+                    core.on_connection_closed(leg, conn);
+                    None
+                }
             }
-        }
+        };
         self.pump();
+        if let Some((packet, leg, from)) = up {
+            self.pass_up(packet, leg, &from);
+            self.pump();
+        }
+    }
+
+    /// Gives a received packet to the receiver.
+    fn pass_up(&self, packet: Packet, leg: LegId, from: &Source) {
+        let receiver = self.inner.receiver.borrow().clone();
+        match receiver {
+            Some(r) => r.receive(self, packet, leg, from),
+            None => log::debug!("no receiver: dropping a packet from {from}"),
+        }
     }
 
     fn on_wheel_timer(&self) {
@@ -649,13 +675,7 @@ impl Dispatcher {
                         self.arm_flush();
                     }
                 }
-                Effect::PassUp(packet, leg, from) => {
-                    let receiver = self.inner.receiver.borrow().clone();
-                    match receiver {
-                        Some(r) => r.receive(self, packet, leg, &from),
-                        None => log::debug!("no receiver: dropping a packet from {from}"),
-                    }
-                }
+                Effect::PassUp(packet, leg, from) => self.pass_up(packet, leg, &from),
                 Effect::Resolve(id, plan) => {
                     let weak = self.downgrade();
                     let seed = self.inner.core.borrow_mut().seed();
