@@ -764,3 +764,51 @@ fn server_transactions_answered_late_expire_timer_j_after_the_answer_not_the_req
         "nothing left to expire"
     );
 }
+
+#[test]
+fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pending() {
+    let w = World::exact();
+    let peer = w.silent_peer("10.0.0.1:5060");
+    let d = w.dispatcher("10.0.0.2:5060", DispatcherOptions::default());
+    let response = |call: &str| {
+        let Packet::Request(mut r) = request("OPTIONS", "sip:bob@10.0.0.2", call, 1) else {
+            panic!()
+        };
+        r.headers_mut()
+            .prepend("Via", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKone;rport");
+        let mut resp = Response::for_request(&r, 200, "OK");
+        resp.set_to_tag("t1");
+        resp
+    };
+    let a = d
+        .deliver(response("once-1"), DeliverOptions::default())
+        .unwrap();
+    let b = d
+        .deliver(response("once-2"), DeliverOptions::default())
+        .unwrap();
+    assert_ne!(a, b, "each delivery has its own id");
+    assert_eq!(d.stats().pending_deliveries, 0, "sent, not pending");
+    assert!(
+        !d.cancel_delivery(Cancel::Entry(a)),
+        "nothing left to cancel"
+    );
+    w.run_until(Duration::from_millis(10), || false);
+    assert_eq!(peer.methods(), vec!["200", "200"]);
+    // With a callback it is a delivery like any other: one outcome.
+    let outcome: Rc<RefCell<Option<DeliveryOutcome>>> = Rc::default();
+    let o = outcome.clone();
+    let c = d
+        .deliver(
+            response("once-3"),
+            DeliverOptions {
+                callback: Some(Box::new(move |_, out| *o.borrow_mut() = Some(out))),
+                ..DeliverOptions::default()
+            },
+        )
+        .unwrap();
+    assert_ne!(c, a);
+    w.run_until(Duration::from_millis(10), || outcome.borrow().is_some());
+    assert_eq!(*outcome.borrow(), Some(DeliveryOutcome::Sent));
+    w.run_until(Duration::from_millis(10), || false);
+    assert_eq!(peer.methods(), vec!["200", "200", "200"]);
+}

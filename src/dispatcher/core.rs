@@ -349,6 +349,8 @@ pub(crate) struct Core {
     /// Targets to try last until the instant (they timed out).
     greylist: HashMap<(Protocol, SocketAddr), Instant>,
     next_token: SendToken,
+    /// The last id handed out for a response sent without a record.
+    settled: u32,
     rng: u64,
     pub(crate) effects: VecDeque<Effect>,
     stats: DispatcherStats,
@@ -386,6 +388,7 @@ impl Core {
             blacklist: HashMap::new(),
             greylist: HashMap::new(),
             next_token: 1,
+            settled: 0,
             rng: seed | 1,
             effects: VecDeque::new(),
             stats: DispatcherStats::default(),
@@ -530,6 +533,17 @@ impl Core {
             }
             Packet::Response(_) => Mode::Oneshot,
         };
+        if let (Packet::Response(resp), Mode::Oneshot) = (&packet, &mode) {
+            let plain = opts.callback.is_none()
+                && opts.dst_addr.is_none()
+                && opts.id.is_none()
+                && opts.callid.is_none();
+            if plain {
+                if let Some(id) = self.send_response_at_once(resp, opts.leg, now) {
+                    return Ok(id);
+                }
+            }
+        }
         if !matches!(mode, Mode::Oneshot) {
             // Kept until the transaction ends: no spare capacity.
             packet.headers_mut().shrink_to_fit();
@@ -887,29 +901,76 @@ impl Core {
 
     /// Where a response without explicit leg and destination goes: its
     /// server transaction's connection or address, else the top Via.
+    /// The server transaction a response answers. Most responses answer
+    /// the request that arrived last: its transaction is tried before
+    /// hashing the key. Without server transactions (a stateless proxy's)
+    /// there is no key to build.
+    fn server_of_response(&self, resp: &Response) -> Option<(u32, u32)> {
+        if self.servers.len() == 0 {
+            return None;
+        }
+        resp.with_server_key(|key, method| {
+            self.last_server
+                .filter(|s| {
+                    self.servers
+                        .get(s.0, s.1)
+                        .is_some_and(|tx| tx.key.is(key, method))
+                })
+                .or_else(|| self.find_server(key, method))
+        })
+        .flatten()
+    }
+
+    /// Sends a response that needs no delivery record: sent once, with no
+    /// callback and no id or Call-ID label, over UDP, to where its server
+    /// transaction or its Via says. It has no outcome to report and
+    /// nothing to retransmit; a send that fails is counted by the leg,
+    /// as a failed one-shot send without callback would be. The id
+    /// returned names no pending delivery. `None` when the response needs
+    /// the full path (a stream, no route: the record reports those).
+    fn send_response_at_once(
+        &mut self,
+        resp: &Response,
+        only: Option<LegId>,
+        now: Instant,
+    ) -> Option<DeliveryId> {
+        let sid = self.server_of_response(resp);
+        let (leg, dst) = match sid.and_then(|sid| self.servers.get(sid.0, sid.1)) {
+            Some(tx) => (tx.leg, response_destination(&tx.source, resp)),
+            None => {
+                let (proto, addr) = route::via_destination(resp).ok()?;
+                let leg = self.first_leg_for(proto, &addr, only)?;
+                (leg, Destination::new(proto, addr))
+            }
+        };
+        if dst.proto != Protocol::Udp || dst.conn.is_some() {
+            return None;
+        }
+        let leg = self.leg(leg)?.clone();
+        let bytes: Rc<[u8]> = resp.to_shared_bytes();
+        self.effects.push_back(Effect::Send {
+            leg,
+            bytes: bytes.clone(),
+            dst,
+            token: None,
+            for_delivery: None,
+            kind: SendKind::Message,
+        });
+        if let Some(sid) = sid {
+            self.note_server_response(sid, bytes, resp.code(), None, now);
+        }
+        // Unique, and never a slot: the arena's indexes stay far below.
+        self.settled = self.settled.wrapping_add(1);
+        Some(did(u32::MAX, self.settled))
+    }
+
     fn route_response(&mut self, id: DeliveryId, now: Instant) {
         let Some(d) = self.get(id) else { return };
         let Some(resp) = d.packet.response() else {
             return;
         };
         let only = d.allowed_legs;
-        // Most responses answer the request that arrived last: its
-        // transaction is tried before hashing the key. Without server
-        // transactions (a stateless proxy's) there is no key to build.
-        let sid = (self.servers.len() > 0)
-            .then(|| {
-                resp.with_server_key(|key, method| {
-                    self.last_server
-                        .filter(|s| {
-                            self.servers
-                                .get(s.0, s.1)
-                                .is_some_and(|tx| tx.key.is(key, method))
-                        })
-                        .or_else(|| self.find_server(key, method))
-                })
-            })
-            .flatten()
-            .flatten();
+        let sid = self.server_of_response(resp);
         if let Some((sid, tx)) = sid.and_then(|sid| Some((sid, self.servers.get(sid.0, sid.1)?))) {
             let dst = response_destination(&tx.source, resp);
             let target = Target { leg: tx.leg, dst };

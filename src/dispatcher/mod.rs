@@ -348,6 +348,12 @@ impl Dispatcher {
     /// outcome comes to the callback once, from the event loop. Fails at
     /// once only when the queue is full (ENOBUFS) or the dispatcher is shut
     /// down (ECANCELED).
+    ///
+    /// A response that is sent once (not a retransmitted INVITE final),
+    /// without callback, id or Call-ID label, to a UDP destination, is sent
+    /// at once without a pending delivery (how a UAS or a proxy answers
+    /// most requests): its id names no pending delivery, and
+    /// `cancel_delivery` of it returns false.
     pub fn deliver(
         &self,
         packet: impl Into<Packet>,

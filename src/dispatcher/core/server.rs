@@ -254,6 +254,20 @@ impl Core {
         };
         let code = resp.code();
         let retransmitting = matches!(d.mode, Mode::ResponseRetransmit { .. });
+        self.note_server_response(sid, bytes, code, retransmitting.then_some(id), now);
+    }
+
+    /// A response `code` (sent as `bytes`) for the server transaction
+    /// `sid`; `retransmitted_by` is the delivery that retransmits it, if
+    /// one does.
+    pub(super) fn note_server_response(
+        &mut self,
+        sid: (u32, u32),
+        bytes: Rc<[u8]>,
+        code: u16,
+        retransmitted_by: Option<DeliveryId>,
+        now: Instant,
+    ) {
         let timeout = self.s.timers.timeout();
         let Some(tx) = self.servers.get_mut(sid.0, sid.1) else {
             return;
@@ -273,8 +287,8 @@ impl Core {
             Some(timeout)
         } else {
             tx.state = ServerState::Completed;
-            if retransmitting {
-                tx.response_delivery = Some(id);
+            if retransmitted_by.is_some() {
+                tx.response_delivery = retransmitted_by;
             }
             // Timer H bounds Completed; the ACK moves on to Confirmed.
             Some(timeout)
