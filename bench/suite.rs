@@ -1007,16 +1007,19 @@ const PHASES: &[(&str, &[&str])] = &[
         &["Receiver>::receive"],
     ),
     (
-        "  proxy: resolve_uri of the next hop (not the forward it defers)",
-        &["=sip_dispatch::dispatcher::Dispatcher::resolve_uri"],
+        "  proxy: resolution of the next hop (resolve_uri_now; resolve_uri for a name)",
+        &[
+            "=sip_dispatch::dispatcher::Dispatcher::resolve_uri_now",
+            "=sip_dispatch::dispatcher::Dispatcher::resolve_uri",
+        ],
     ),
     (
-        "event loop: due timers (the proxy's deferred forwards run from here)",
+        "  proxy: forward (its deliver included)",
+        &["=sip_dispatch::proxy::forward_resolved"],
+    ),
+    (
+        "event loop: due timers (retransmissions, expiries; a forward to a name after DNS)",
         &["MioEventloop::fire_due_timers"],
-    ),
-    (
-        "  proxy: forward (in a deferred call: a zero-delay timer)",
-        &["sip_dispatch::proxy::forward"],
     ),
     (
         "  proxy: derive_branch",
