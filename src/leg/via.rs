@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::packet::{HeaderName, Message, Request, Via, find_byte};
+use crate::packet::{HeaderName, Message, Request, Via, find_byte, trim_lws};
 
 use super::addr::Protocol;
 
@@ -169,7 +169,7 @@ fn stamp_value(
         }
         None => false,
     };
-    match dropped_segment(top, fill_rport).filter(|_| plain) {
+    match plain.then(|| dropped_segment(top, fill_rport)).flatten() {
         Some(cut) => {
             let (a, b) = cut.unwrap_or((top.len(), top.len()));
             out.extend_from_slice(&top.as_bytes()[..a]);
@@ -219,7 +219,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// Whether a parameter segment (`name[=value]`, after its `;`) is one a
 /// stamp writes anew: `received`, and `rport` when it is filled.
 fn replaced_by_stamp(segment: &str, received: bool, rport: bool) -> bool {
-    let name = segment.split_once('=').map_or(segment, |(n, _)| n).trim();
+    // A stamped Via parsed: its parameter names are tokens between LWS.
+    let name = trim_lws(find_byte(segment, b'=').map_or(segment, |e| &segment[..e]));
     (received && name.eq_ignore_ascii_case("received"))
         || (rport && name.eq_ignore_ascii_case("rport"))
 }

@@ -52,7 +52,7 @@ pub use method::Method;
 pub use name_addr::NameAddr;
 pub use parse::{Framing, StreamFramer, leading_line_ends};
 pub use text::{Params, percent_decode, unquote};
-pub(crate) use text::{decimal, find_byte};
+pub(crate) use text::{decimal, find_byte, trim_lws};
 pub use uri::{Host, OtherUri, SipUri, Uri, UriError};
 pub use validate::Rejection;
 pub use via::{BRANCH_MAGIC_COOKIE, SentBy, Via};
