@@ -220,8 +220,12 @@ fn write_server_id(msg: &Message, via: &super::via::Via<'_>, id: &mut String) {
     if via.has_rfc3261_branch() {
         id.push_str(via.branch().unwrap_or(""));
         id.push('\0');
-        for c in via.host().chars() {
-            id.push(c.to_ascii_lowercase());
+        // The host lower-cased (ASCII only, as `char::to_ascii_lowercase`
+        // would), in one copy.
+        let start = id.len();
+        id.push_str(via.host());
+        if let Some(host) = id.get_mut(start..) {
+            host.make_ascii_lowercase();
         }
         if let Some(p) = via.port() {
             id.push(':');
