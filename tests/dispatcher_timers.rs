@@ -769,7 +769,25 @@ fn server_transactions_answered_late_expire_timer_j_after_the_answer_not_the_req
 fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pending() {
     let w = World::exact();
     let peer = w.silent_peer("10.0.0.1:5060");
-    let d = w.dispatcher("10.0.0.2:5060", DispatcherOptions::default());
+    // Room for one pending delivery only, and a request takes it.
+    let d = w.dispatcher(
+        "10.0.0.2:5060",
+        DispatcherOptions {
+            max_deliveries: Some(1),
+            ..DispatcherOptions::default()
+        },
+    );
+    let pending = d
+        .deliver(
+            request("OPTIONS", "sip:bob@10.0.0.1", "fill-1", 1),
+            DeliverOptions::default(),
+        )
+        .unwrap();
+    let full = d.deliver(
+        request("OPTIONS", "sip:bob@10.0.0.1", "fill-2", 1),
+        DeliverOptions::default(),
+    );
+    assert_eq!(full.err().map(|e| e.errno()), Some(Errno::ENOBUFS));
     let response = |call: &str| {
         let Packet::Request(mut r) = request("OPTIONS", "sip:bob@10.0.0.2", call, 1) else {
             panic!()
@@ -780,6 +798,7 @@ fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pendi
         resp.set_to_tag("t1");
         resp
     };
+    // Responses take no room: they go out while the queue is full.
     let a = d
         .deliver(response("once-1"), DeliverOptions::default())
         .unwrap();
@@ -787,13 +806,14 @@ fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pendi
         .deliver(response("once-2"), DeliverOptions::default())
         .unwrap();
     assert_ne!(a, b, "each delivery has its own id");
-    assert_eq!(d.stats().pending_deliveries, 0, "sent, not pending");
+    assert_eq!(d.stats().pending_deliveries, 1, "the request only");
     assert!(
         !d.cancel_delivery(Cancel::Entry(a)),
         "nothing left to cancel"
     );
     w.run_until(Duration::from_millis(10), || false);
-    assert_eq!(peer.methods(), vec!["200", "200"]);
+    assert_eq!(peer.methods(), vec!["OPTIONS", "200", "200"]);
+    assert!(d.cancel_delivery(Cancel::Entry(pending)));
     // With a callback it is a delivery like any other: one outcome.
     let outcome: Rc<RefCell<Option<DeliveryOutcome>>> = Rc::default();
     let o = outcome.clone();
@@ -810,5 +830,5 @@ fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pendi
     w.run_until(Duration::from_millis(10), || outcome.borrow().is_some());
     assert_eq!(*outcome.borrow(), Some(DeliveryOutcome::Sent));
     w.run_until(Duration::from_millis(10), || false);
-    assert_eq!(peer.methods(), vec!["200", "200", "200"]);
+    assert_eq!(peer.methods(), vec!["OPTIONS", "200", "200", "200"]);
 }

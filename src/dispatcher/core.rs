@@ -503,6 +503,21 @@ impl Core {
         opts: DeliverOptions,
         now: Instant,
     ) -> Result<DeliveryId, Error> {
+        let retransmits = opts.do_retransmits.unwrap_or(self.s.do_retransmits);
+        // A response sent once, plainly: no record, so no queue limit.
+        if let Packet::Response(resp) = &packet {
+            let once =
+                !(retransmits && resp.code() >= 200 && resp.method() == Some(Method::Invite));
+            let plain = opts.callback.is_none()
+                && opts.dst_addr.is_none()
+                && opts.id.is_none()
+                && opts.callid.is_none();
+            if once && plain {
+                if let Some(id) = self.send_response_at_once(resp, opts.leg, now) {
+                    return Ok(id);
+                }
+            }
+        }
         if self.deliveries.len() >= self.s.max_deliveries {
             return Err(Error::new(
                 Errno::ENOBUFS,
@@ -512,7 +527,6 @@ impl Core {
                 ),
             ));
         }
-        let retransmits = opts.do_retransmits.unwrap_or(self.s.do_retransmits);
         let mut packet = packet;
         let mode = match &packet {
             Packet::Request(r) if *r.method() == Method::Ack || !retransmits => Mode::Oneshot,
@@ -533,17 +547,6 @@ impl Core {
             }
             Packet::Response(_) => Mode::Oneshot,
         };
-        if let (Packet::Response(resp), Mode::Oneshot) = (&packet, &mode) {
-            let plain = opts.callback.is_none()
-                && opts.dst_addr.is_none()
-                && opts.id.is_none()
-                && opts.callid.is_none();
-            if plain {
-                if let Some(id) = self.send_response_at_once(resp, opts.leg, now) {
-                    return Ok(id);
-                }
-            }
-        }
         if !matches!(mode, Mode::Oneshot) {
             // Kept until the transaction ends: no spare capacity.
             packet.headers_mut().shrink_to_fit();

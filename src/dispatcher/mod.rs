@@ -352,8 +352,8 @@ impl Dispatcher {
     /// A response that is sent once (not a retransmitted INVITE final),
     /// without callback, id or Call-ID label, to a UDP destination, is sent
     /// at once without a pending delivery (how a UAS or a proxy answers
-    /// most requests): its id names no pending delivery, and
-    /// `cancel_delivery` of it returns false.
+    /// most requests): it takes no room in the queue, its id names no
+    /// pending delivery, and `cancel_delivery` of it returns false.
     pub fn deliver(
         &self,
         packet: impl Into<Packet>,
