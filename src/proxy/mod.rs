@@ -193,7 +193,14 @@ impl Inner {
     fn looped(&self, req: &Request) -> bool {
         // A loop needs one of our Vias above another: a request with a
         // single Via (straight from its UAC) has none, and costs no parse.
-        if req.headers().get_all(HeaderName::Via).nth(1).is_none() {
+        let mut lines = req.headers().lines(HeaderName::Via);
+        let single = match (lines.next(), lines.next()) {
+            (None, _) => true,
+            // One line without a comma: one Via, found without splitting.
+            (Some(line), None) => crate::packet::find_byte(line, b',').is_none(),
+            _ => false,
+        };
+        if single || req.headers().get_all(HeaderName::Via).nth(1).is_none() {
             return false;
         }
         let mut vias = req.vias().filter_map(Result::ok);
@@ -336,7 +343,10 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
     }
     // 16.4, then 16.3 step 4 on the request as it will be routed: our own
     // Route entries do not decide where it goes, so they do not count.
-    proxy.preprocess_routes(&mut req);
+    // Without Route there is nothing to take off.
+    if req.headers().get(HeaderName::Route).is_some() {
+        proxy.preprocess_routes(&mut req);
+    }
     if proxy.looped(&req) {
         answer(d, &req, 482, "Loop Detected");
         return;
