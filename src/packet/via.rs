@@ -409,7 +409,7 @@ mod tests {
         // The shortcut in `Via::parse`: when the `;` count equals the
         // parameters `params` names, `has_empty_parameter` must say no.
         let alphabet = [';', ';', ' ', '\t', 'a', 'b', '=', '"', '\\'];
-        let mut generated = crate::packet::generated::Generated::new(0x5eed_0f_5e51);
+        let mut generated = crate::packet::generated::Generated::new(0x005e_ed0f_5e51);
         let mut checked = 0;
         for _ in 0..200_000 {
             let text = format!(";{}", generated.string(&alphabet, 12));
