@@ -1701,6 +1701,10 @@ impl Core {
     /// The client transaction a response belongs to (RFC 3261 17.1.3: top
     /// Via branch and CSeq method).
     fn match_client(&self, resp: &Response) -> Option<DeliveryId> {
+        // No client transaction (a stateless proxy's case): nothing to hash.
+        if self.client_keys.len() == 0 {
+            return None;
+        }
         let via = resp.top_via().ok()?;
         let branch = via.branch()?;
         let method = resp.cseq().ok()?.method;

@@ -2,7 +2,7 @@
 //! connection its request came on, else to the top Via's `maddr`, or to
 //! `received` (or the sent-by host) at `rport` (or the sent-by port).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::error::{Errno, Error};
 use crate::leg::Protocol;
@@ -29,12 +29,8 @@ pub(crate) fn via_target(via: &Via<'_>) -> Result<(Protocol, SocketAddr), Error>
         )
     })?;
     let default_port = proto.default_port();
-    let parse_ip = |s: &str| {
-        s.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .ok()
-    };
+    let parse_ip =
+        |s: &str| crate::packet::parse_ip(s.trim_start_matches('[').trim_end_matches(']'));
     if let Some(maddr) = via.maddr().and_then(parse_ip) {
         return Ok((
             proto,

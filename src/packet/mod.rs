@@ -53,6 +53,7 @@ pub use name_addr::NameAddr;
 pub use parse::{Framing, StreamFramer, leading_line_ends};
 pub use text::{Params, percent_decode, unquote};
 pub(crate) use text::{decimal, find_byte, trim_lws};
+pub(crate) use uri::parse_ip;
 pub use uri::{Host, OtherUri, SipUri, Uri, UriError};
 pub use validate::Rejection;
 pub use via::{BRANCH_MAGIC_COOKIE, SentBy, Via};

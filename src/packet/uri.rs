@@ -273,6 +273,15 @@ fn check_host(s: &str) -> Result<Option<IpAddr>, UriError> {
 /// A dotted-quad IPv4 address, as `Ipv4Addr::from_str` reads it (four
 /// decimal octets up to 255, no leading zeros), without the general
 /// parser: every Via and most URIs carry one.
+/// An IP address as `IpAddr::from_str` reads it, IPv4 without its
+/// general parser (a Via's `received` is read for every response routed).
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    match parse_ipv4(s) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        None => s.parse::<IpAddr>().ok(),
+    }
+}
+
 pub(crate) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
     let b = s.as_bytes();
     if !(7..=15).contains(&b.len()) {
@@ -815,6 +824,7 @@ mod tests {
                 generated.string(&alphabet, 16)
             };
             assert_eq!(parse_ipv4(&text), text.parse::<Ipv4Addr>().ok(), "{text:?}");
+            assert_eq!(parse_ip(&text), text.parse::<IpAddr>().ok(), "{text:?}");
         }
     }
 
