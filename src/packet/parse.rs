@@ -371,6 +371,10 @@ pub(crate) fn parse(
 }
 
 fn is_sip_version(v: &str) -> bool {
+    // Nearly always exactly this.
+    if v == "SIP/2.0" {
+        return true;
+    }
     let Some(num) = v
         .get(..4)
         .filter(|p| p.eq_ignore_ascii_case("SIP/"))
@@ -420,7 +424,9 @@ fn parse_request_line(line: &str) -> Result<(Method, &str, SpanPair), ParseError
     if uri.is_empty() {
         return Err(bad("more than one SP between request line elements"));
     }
-    if let Some((inside, last)) = version.rsplit_once(' ') {
+    if version == "SIP/2.0" {
+        // The usual line: nothing more to look at.
+    } else if let Some((inside, last)) = version.rsplit_once(' ') {
         if is_sip_version(last) {
             // The line ends in a version: the extra white space is before
             // it. `INVITE sip:user@example.com; lr SIP/2.0` has it inside

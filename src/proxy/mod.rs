@@ -343,8 +343,9 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
     }
     // 16.4, then 16.3 step 4 on the request as it will be routed: our own
     // Route entries do not decide where it goes, so they do not count.
-    // Without Route there is nothing to take off.
-    if req.headers().get(HeaderName::Route).is_some() {
+    // Without Route there is nothing to take off (one look for both).
+    let has_routes = req.headers().get(HeaderName::Route).is_some();
+    if has_routes {
         proxy.preprocess_routes(&mut req);
     }
     if proxy.looped(&req) {
@@ -358,7 +359,11 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
     // 16.6 step 6: a strict router next: it wants the Request-URI it
     // routes on in the Request-URI. Step 7: that Request-URI, else the top
     // Route, else the Request-URI is where the request goes.
-    let mut routes = route_values(&req);
+    let mut routes = if has_routes {
+        route_values(&req)
+    } else {
+        Vec::new()
+    };
     let top_route = match routes.first() {
         Some(r) => match route_uri(r) {
             Some(u) => Some(u),
