@@ -119,22 +119,27 @@ pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
 fn find3(bytes: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    // Non-zero when some byte of `x` is zero (exact for the first zero
-    // byte, which is all the skip below needs).
+    // Non-zero when some byte of `x` is zero; the bit of the first zero
+    // byte is exact (bits above it may be borrow artefacts).
     let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
     let (ra, rb, rc) = (LO * u64::from(a), LO * u64::from(b), LO * u64::from(c));
     let mut i = from;
-    let rest = bytes.get(from..)?;
-    for chunk in rest.chunks_exact(8) {
+    let mut chunks = bytes.get(from..)?.chunks_exact(8);
+    for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let w = u64::from_le_bytes(word);
-        if zero(w ^ ra) | zero(w ^ rb) | zero(w ^ rc) != 0 {
-            break;
+        // A set bit implies a zero byte at or below it, and the lowest
+        // zero byte of each sets its own bit: the lowest bit of the three
+        // is the first byte equal to any of them.
+        let found = zero(w ^ ra) | zero(w ^ rb) | zero(w ^ rc);
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    bytes[i..]
+    chunks
+        .remainder()
         .iter()
         .position(|&x| x == a || x == b || x == c)
         .map(|p| p + i)
