@@ -912,6 +912,17 @@ impl Core {
         if self.servers.len() == 0 {
             return None;
         }
+        // A response built from the request carries its stamped Via line
+        // itself: the same text, so the same branch and sent-by.
+        if let (Some(s), Some(via)) = (self.last_server, resp.headers().first_via_shared()) {
+            let same = self.servers.get(s.0, s.1).is_some_and(|tx| {
+                tx.via.as_ref().is_some_and(|v| Rc::ptr_eq(v, via))
+                    && resp.cseq().is_ok_and(|c| tx.key.method_is(&c.method))
+            });
+            if same {
+                return Some(s);
+            }
+        }
         resp.with_server_key(|key, method| {
             self.last_server
                 .filter(|s| {

@@ -357,6 +357,18 @@ impl Headers {
         true
     }
 
+    /// The first Via line's value when it has its own shared text (a
+    /// stamped Via, and the copies of that line a response made with
+    /// `Response::for_request` carries): the same `Rc` in two messages
+    /// means the same top Via, without comparing text.
+    pub(crate) fn first_via_shared(&self) -> Option<&Rc<str>> {
+        let f = self.fields.iter().find(|f| f.id == Some(HeaderName::Via))?;
+        match &f.value {
+            Text::Owned(rc) => Some(rc),
+            Text::Span(..) => None,
+        }
+    }
+
     /// The remembered top Via, for a copy of the fields up to and
     /// including `field` kept in order (a response built from a request).
     pub(crate) fn top_via_at(&self, field: usize) -> Option<TopVia> {

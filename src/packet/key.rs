@@ -119,6 +119,11 @@ impl TransactionKey {
 
     /// Whether this is the key with that id text and method (see
     /// [`Request::with_server_key`]).
+    /// Whether the key's method is `method`.
+    pub(crate) fn method_is(&self, method: &Method) -> bool {
+        self.method == *method
+    }
+
     pub(crate) fn is(&self, id: &str, method: &Method) -> bool {
         self.id.as_bytes() == id.as_bytes() && self.method == *method
     }

@@ -20,6 +20,11 @@ pub(super) enum ServerState {
 
 pub(super) struct ServerTx {
     pub(super) key: TransactionKey,
+    /// The request's first Via line, when it has its own shared text, until
+    /// the final response: a response whose first Via line is the same
+    /// `Rc` answers this transaction (if the method agrees), found without
+    /// building the key.
+    pub(super) via: Option<Rc<str>>,
     /// `Keys::of_transaction` of the key: its entry in `server_keys`.
     pub(super) hash: u64,
     pub(super) leg: LegId,
@@ -135,6 +140,7 @@ impl Core {
         let invite = *req.method() == Method::Invite;
         let sid = self.servers.insert(ServerTx {
             key,
+            via: req.headers().first_via_shared().cloned(),
             hash,
             leg,
             source: from.clone(),
@@ -273,6 +279,10 @@ impl Core {
             return;
         };
         tx.last_response = Some(bytes);
+        if code >= 200 {
+            // Matched: the Via text need not outlive the answer.
+            tx.via = None;
+        }
         let reliable = tx.source.proto.is_reliable();
         let linger = if code < 200 {
             tx.state = ServerState::Proceeding;
