@@ -158,6 +158,18 @@ fn scripted_uas(
     (uas, seen)
 }
 
+/// Has `peer` send `bytes` to `dst` after `at` ms of virtual time.
+fn send_at(w: &World, peer: &Peer, bytes: &Rc<[u8]>, dst: &Destination, at: u64) {
+    let (leg, bytes, dst) = (peer.leg.clone(), bytes.clone(), dst.clone());
+    w.lp.add_timer(
+        sip_dispatch::eventloop::When::In(Duration::from_millis(at)),
+        None,
+        Box::new(move || {
+            leg.send(bytes.clone(), &dst, None);
+        }),
+    );
+}
+
 #[test]
 fn provisional_stops_invite_retransmissions_and_timer_c_ends_it() {
     let w = World::exact();
@@ -359,14 +371,7 @@ fn server_absorbs_and_answers_retransmissions_from_the_cache() {
     let bytes: Rc<[u8]> = Rc::from(client.leg.prepare_request(&r, "z9hG4bKcache1", &dst));
     // Three copies: before the answer (absorbed), then after it (cached).
     for at in [0u64, 500, 1500] {
-        let (leg, bytes, dst) = (client.leg.clone(), bytes.clone(), dst.clone());
-        w.lp.add_timer(
-            sip_dispatch::eventloop::When::In(Duration::from_millis(at)),
-            None,
-            Box::new(move || {
-                leg.send(bytes.clone(), &dst, None);
-            }),
-        );
+        send_at(&w, &client, &bytes, &dst, at);
     }
     w.run_until(secs(10), || false);
     assert_eq!(seen.borrow().len(), 1, "the receiver saw the request once");
@@ -733,14 +738,7 @@ fn server_transactions_answered_late_expire_timer_j_after_the_answer_not_the_req
             &format!("z9hG4bK{call}"),
             &dst,
         ));
-        let (leg, dst) = (client.leg.clone(), dst.clone());
-        w.lp.add_timer(
-            sip_dispatch::eventloop::When::In(Duration::from_millis(at)),
-            None,
-            Box::new(move || {
-                leg.send(bytes.clone(), &dst, None);
-            }),
-        );
+        send_at(&w, &client, &bytes, &dst, at);
     }
     w.run_until(secs(2), || false);
     assert_eq!(seen.borrow().len(), 2);

@@ -865,7 +865,9 @@ impl Core {
 
     /// The targets for a plan whose host is the IP address `ip`: every
     /// planned transport to it, on the planned port, over the first leg
-    /// that can send there, kept when `allowed` has that leg.
+    /// that can send there, kept when `allowed` has that leg. What
+    /// `lookup::direct_targets` then `targets_for` give, without the list
+    /// between them (this runs for every request a proxy forwards).
     pub(crate) fn direct_targets(
         &self,
         plan: &Plan,
@@ -948,15 +950,7 @@ impl Core {
         only: Option<LegId>,
         now: Instant,
     ) -> Option<DeliveryId> {
-        let sid = self.server_of_response(resp);
-        let (leg, dst) = match sid.and_then(|sid| self.servers.get(sid.0, sid.1)) {
-            Some(tx) => (tx.leg, response_destination(&tx.source, resp)),
-            None => {
-                let (proto, addr) = route::via_destination(resp).ok()?;
-                let leg = self.first_leg_for(proto, &addr, only)?;
-                (leg, Destination::new(proto, addr))
-            }
-        };
+        let (sid, Target { leg, dst }) = self.response_target(resp, only).ok()?;
         if dst.proto != Protocol::Udp || dst.conn.is_some() {
             return None;
         }
@@ -978,40 +972,49 @@ impl Core {
         Some(did(u32::MAX, self.settled))
     }
 
+    /// Where a response goes, and the server transaction it answers if
+    /// any: that transaction's connection or address, else the top Via
+    /// over the first leg (of `only`) that reaches it.
+    fn response_target(
+        &self,
+        resp: &Response,
+        only: Option<LegId>,
+    ) -> Result<(Option<(u32, u32)>, Target), Error> {
+        let server = self
+            .server_of_response(resp)
+            .and_then(|sid| Some((sid, self.servers.get(sid.0, sid.1)?)));
+        if let Some((sid, tx)) = server {
+            let dst = response_destination(&tx.source, resp);
+            return Ok((Some(sid), Target { leg: tx.leg, dst }));
+        }
+        let (proto, addr) = route::via_destination(resp)?;
+        let leg = self.first_leg_for(proto, &addr, only).ok_or_else(|| {
+            Error::new(
+                Errno::EHOSTUNREACH,
+                format!("no leg can send to {proto}:{addr}"),
+            )
+        })?;
+        Ok((
+            None,
+            Target {
+                leg,
+                dst: Destination::new(proto, addr),
+            },
+        ))
+    }
+
     fn route_response(&mut self, id: DeliveryId, now: Instant) {
         let Some(d) = self.get(id) else { return };
         let Some(resp) = d.packet.response() else {
             return;
         };
-        let only = d.allowed_legs;
-        let sid = self.server_of_response(resp);
-        if let Some((sid, tx)) = sid.and_then(|sid| Some((sid, self.servers.get(sid.0, sid.1)?))) {
-            let dst = response_destination(&tx.source, resp);
-            let target = Target { leg: tx.leg, dst };
-            if let Some(d) = self.get_mut(id) {
-                d.server = Some(sid);
-            }
-            self.set_targets(id, Targets::One(target), now);
-            return;
-        }
-        match route::via_destination(resp) {
-            Ok((proto, addr)) => match self.first_leg_for(proto, &addr, only) {
-                Some(leg) => self.set_targets(
-                    id,
-                    Targets::One(Target {
-                        leg,
-                        dst: Destination::new(proto, addr),
-                    }),
-                    now,
-                ),
-                None => {
-                    let e = Error::new(
-                        Errno::EHOSTUNREACH,
-                        format!("no leg can send to {proto}:{addr}"),
-                    );
-                    self.finish(id, DeliveryOutcome::Failed(e));
+        match self.response_target(resp, d.allowed_legs) {
+            Ok((sid, target)) => {
+                if let Some(d) = self.get_mut(id) {
+                    d.server = sid;
                 }
-            },
+                self.set_targets(id, Targets::One(target), now);
+            }
             Err(e) => self.finish(id, DeliveryOutcome::Failed(e)),
         }
     }

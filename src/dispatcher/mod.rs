@@ -413,17 +413,17 @@ impl Dispatcher {
             });
             d.defer_call(Box::new(move |d: &Dispatcher| callback(d, result)));
         };
+        self.start_lookup(plan, Box::new(done));
+    }
+
+    /// Starts the RFC 3263 lookups of `plan` with this dispatcher's
+    /// resolver, address preference and a fresh seed.
+    fn start_lookup(&self, plan: resolve::Plan, done: lookup::LookupDone) {
         let (seed, prefer_ipv6) = {
             let mut core = self.inner.core.borrow_mut();
             (core.seed(), core.s.prefer_ipv6)
         };
-        lookup::Lookup::start(
-            plan,
-            self.inner.resolver.clone(),
-            prefer_ipv6,
-            seed,
-            Box::new(done),
-        );
+        lookup::Lookup::start(plan, self.inner.resolver.clone(), prefer_ipv6, seed, done);
     }
 
     /// Resolves a URI at once when no DNS lookup is needed: an IP literal
@@ -498,11 +498,7 @@ impl Dispatcher {
     pub fn receive(&self, packet: Packet, leg: LegId, from: Source) {
         let now = self.inner.lp.now();
         let up = self.inner.core.borrow_mut().receive(packet, leg, from, now);
-        self.pump();
-        if let Some((packet, leg, from)) = up {
-            self.pass_up(packet, leg, &from);
-            self.pump();
-        }
+        self.pump_then_pass_up(up);
     }
 
     /// Runs every timer due at `now` (retransmissions, timeouts, cache
@@ -591,6 +587,12 @@ impl Dispatcher {
                 }
             }
         };
+        self.pump_then_pass_up(up);
+    }
+
+    /// Carries out what receiving queued, then gives the packet (if it
+    /// goes up) to the receiver, and carries out what that queued.
+    fn pump_then_pass_up(&self, up: Option<core::PassUp>) {
         self.pump();
         if let Some((packet, leg, from)) = up {
             self.pass_up(packet, leg, &from);
@@ -684,7 +686,6 @@ impl Dispatcher {
                 Effect::PassUp(packet, leg, from) => self.pass_up(packet, leg, &from),
                 Effect::Resolve(id, plan) => {
                     let weak = self.downgrade();
-                    let seed = self.inner.core.borrow_mut().seed();
                     let done = move |result| {
                         if let Some(d) = weak.upgrade() {
                             let now = d.inner.lp.now();
@@ -692,14 +693,7 @@ impl Dispatcher {
                             d.pump();
                         }
                     };
-                    let prefer_ipv6 = self.inner.core.borrow().s.prefer_ipv6;
-                    lookup::Lookup::start(
-                        plan,
-                        self.inner.resolver.clone(),
-                        prefer_ipv6,
-                        seed,
-                        Box::new(done),
-                    );
+                    self.start_lookup(plan, Box::new(done));
                 }
             }
         }
