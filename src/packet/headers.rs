@@ -315,7 +315,7 @@ impl Headers {
                 field: u16::try_from(field).ok()?,
                 start: u16::try_from(start).ok()?,
                 end: u16::try_from(start + value.len()).ok()?,
-                spans: via.spans(value)?,
+                spans: via.spans(),
             })
         })();
         self.top_via.set(remembered);
@@ -893,27 +893,42 @@ mod top_via_tests {
     }
 
     #[test]
-    fn a_value_too_long_to_remember_is_parsed_each_time() {
-        let long = "x".repeat(70_000);
-        let text = format!(
-            "OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;p={long}\r\n\
-             Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        );
+    fn a_via_longer_than_64_kib_is_an_error() {
+        // Ranges in a Via are 16-bit: a value up to 65535 bytes parses
+        // (and is remembered), a longer one is refused, not truncated.
         let unlimited = crate::packet::ParseLimits {
             max_message_size: usize::MAX,
             max_headers: usize::MAX,
             max_line_length: usize::MAX,
         };
-        let Ok(Packet::Request(r)) = Packet::parse_with(
-            text.as_bytes(),
-            &unlimited,
-            crate::packet::Framing::Datagram,
-        ) else {
-            panic!("parses without limits");
-        };
-        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK1"));
-        assert!(r.headers.top_via.get().is_none());
-        assert_eq!(r.top_via().unwrap(), fresh(&r));
+        let head = "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1;p=";
+        for (len, ok) in [(65_535, true), (65_536, false), (70_000, false)] {
+            let value = format!("{head}{}", "x".repeat(len - head.len()));
+            assert_eq!(value.len(), len);
+            let text = format!(
+                "OPTIONS sip:b@example.com SIP/2.0\r\nVia: {value}\r\n\
+                 Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            let Ok(Packet::Request(r)) = Packet::parse_with(
+                text.as_bytes(),
+                &unlimited,
+                crate::packet::Framing::Datagram,
+            ) else {
+                panic!("parses without limits");
+            };
+            match r.top_via() {
+                Ok(via) => {
+                    assert!(ok, "{len} bytes parsed");
+                    assert_eq!(via.branch(), Some("z9hG4bK1"));
+                    assert!(r.headers.top_via.get().is_some(), "remembered");
+                    assert_eq!(r.top_via().unwrap(), fresh(&r));
+                }
+                Err(e) => {
+                    assert!(!ok, "{len} bytes refused: {e}");
+                    assert_eq!(e.reason, "longer than 65535 bytes");
+                }
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::HeaderError;
-use super::text::{Params, find_byte, is_lws, is_token, params, trim_lws};
+use super::text::{Params, find_byte, is_lws, is_token, is_token_byte, params, trim_lws};
 use super::uri::parse_hostport;
 
 /// The magic cookie that starts RFC 3261 branch parameters.
@@ -21,28 +21,126 @@ pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
 /// assert_eq!(via.branch(), Some("z9hG4bK776"));
 /// assert_eq!(via.rport(), Some(None));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct Via<'a> {
-    protocol: &'a str,
-    version: &'a str,
-    transport: &'a str,
-    host: &'a str,
-    ip: Option<IpAddr>,
-    port: Option<u16>,
-    params: &'a str,
-    /// The parameters the stack reads on every message, found while the
-    /// parameters are checked (first occurrence, as `Params::get`): each
-    /// accessor is then O(1) instead of another walk of the list.
-    branch: Option<Option<&'a str>>,
-    received: Option<Option<&'a str>>,
-    rport: Option<Option<&'a str>>,
-    maddr: Option<Option<&'a str>>,
+    /// The value it was parsed from; the parts are ranges of it, so that
+    /// a `Via` is small to return and rebuilt from a message's remembered
+    /// parse without re-slicing every part.
+    value: &'a str,
+    /// Where the parts lie, and the parameters the stack reads on every
+    /// message (first occurrence, as `Params::get`), found while the
+    /// parameters are checked: each accessor is then O(1).
+    spans: ViaSpans,
+}
+
+impl PartialEq for Via<'_> {
+    /// Equal parts (the texts they were parsed from may differ in white
+    /// space).
+    fn eq(&self, other: &Self) -> bool {
+        self.protocol() == other.protocol()
+            && self.version() == other.version()
+            && self.transport() == other.transport()
+            && self.host() == other.host()
+            && self.ip() == other.ip()
+            && self.port() == other.port()
+            && self.spans.params_text(self.value) == other.spans.params_text(other.value)
+            && self.param(self.spans.branch) == other.param(other.spans.branch)
+            && self.param(self.spans.received) == other.param(other.spans.received)
+            && self.param(self.spans.rport) == other.param(other.spans.rport)
+            && self.param(self.spans.maddr) == other.param(other.spans.maddr)
+    }
+}
+
+impl Eq for Via<'_> {}
+
+impl fmt::Debug for Via<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Via")
+            .field("protocol", &self.protocol())
+            .field("version", &self.version())
+            .field("transport", &self.transport())
+            .field("host", &self.host())
+            .field("ip", &self.ip())
+            .field("port", &self.port())
+            .field("params", &self.spans.params_text(self.value))
+            .finish()
+    }
 }
 
 impl<'a> Via<'a> {
     /// Parses one Via value (not a comma list). Linear white space is
-    /// allowed around `/`, `:` and `;` as RFC 3261 permits.
+    /// allowed around `/`, `:` and `;` as RFC 3261 permits. A value longer
+    /// than 65535 bytes is refused.
     pub fn parse(value: &'a str) -> Result<Via<'a>, HeaderError> {
+        // Nearly every Via is written the plain way; it is read on every
+        // message (three times per transaction a proxy forwards).
+        if let Some(via) = Via::parse_plain(value) {
+            return Ok(via);
+        }
+        Via::parse_general(value)
+    }
+
+    /// The Via written the plain way, `SIP/2.0/<transport> <sent-by>` and
+    /// parameters, with one space and no other white space or quote
+    /// anywhere: what [`Via::parse_general`] gives for it, found without
+    /// trimming or quote handling. `None` for any other value, including
+    /// every value the general parse rejects or whose parameters it
+    /// skips (an empty one), so that it decides those.
+    fn parse_plain(value: &'a str) -> Option<Via<'a>> {
+        let rest = value.strip_prefix("SIP/2.0/")?;
+        let bytes = rest.as_bytes();
+        let t_end = bytes.iter().position(|&b| !is_token_byte(b))?;
+        if t_end == 0 || bytes[t_end] != b' ' || !plain_bytes(&bytes[t_end + 1..]) {
+            return None;
+        }
+        let transport = &rest[..t_end];
+        let rest = &rest[t_end + 1..];
+        let p_start = find_byte(rest, b';').unwrap_or(rest.len());
+        let (host, ip, port) = parse_hostport(&rest[..p_start]).ok()?;
+        let params_str = &rest[p_start..];
+        let (mut branch, mut received, mut rport, mut maddr) = (None, None, None, None);
+        // Each parameter starts at a `;` (no quote or `<` hides one).
+        let mut rest = params_str;
+        while let Some(after) = rest.strip_prefix(';') {
+            let end = find_byte(after, b';').unwrap_or(after.len());
+            let item = &after[..end];
+            rest = &after[end..];
+            let (name, value) = match find_byte(item, b'=') {
+                Some(eq) => (&item[..eq], Some(&item[eq + 1..])),
+                None => (item, None),
+            };
+            if !is_token(name) {
+                // Empty (skipped by the general parse, or junk) or invalid.
+                return None;
+            }
+            let slot = match name.len() {
+                6 if name.eq_ignore_ascii_case("branch") => &mut branch,
+                8 if name.eq_ignore_ascii_case("received") => &mut received,
+                5 if name.eq_ignore_ascii_case("rport") => {
+                    if let Some(v) = value {
+                        v.parse::<u16>().ok()?;
+                    }
+                    &mut rport
+                }
+                5 if name.eq_ignore_ascii_case("maddr") => &mut maddr,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        Via::from_parts(
+            value,
+            [&value[..3], &value[4..7], transport, host, params_str],
+            ip,
+            port,
+            [branch, received, rport, maddr],
+        )
+    }
+
+    /// Parses one Via value whatever its white space: the definition the
+    /// plain fast path agrees with.
+    fn parse_general(value: &'a str) -> Result<Via<'a>, HeaderError> {
         let err = |reason| HeaderError {
             header: "Via",
             reason,
@@ -100,59 +198,96 @@ impl<'a> Via<'a> {
         if semicolons != named && has_empty_parameter(params_str) {
             return Err(err("empty parameter"));
         }
-        Ok(Via {
-            protocol,
-            version,
-            transport,
-            host,
+        Via::from_parts(
+            value,
+            [protocol, version, transport, host, params_str],
             ip,
             port,
-            params: params_str,
-            branch,
-            received,
-            rport,
-            maddr,
+            [branch, received, rport, maddr],
+        )
+        .ok_or(err("longer than 65535 bytes"))
+    }
+
+    /// A Via from its parts, slices of `value`: `[protocol, version,
+    /// transport, host, params]` and the values of `[branch, received,
+    /// rport, maddr]`. `None` when a part is not inside `value` or
+    /// `value` is longer than 64 KiB (ranges are 16-bit).
+    fn from_parts(
+        value: &'a str,
+        parts: [&'a str; 5],
+        ip: Option<IpAddr>,
+        port: Option<u16>,
+        named: [Option<Option<&'a str>>; 4],
+    ) -> Option<Via<'a>> {
+        let [protocol, version, transport, host, params] = parts;
+        let [branch, received, rport, maddr] = named;
+        Some(Via {
+            value,
+            spans: ViaSpans {
+                protocol: span_of(value, protocol)?,
+                version: span_of(value, version)?,
+                transport: span_of(value, transport)?,
+                host: span_of(value, host)?,
+                params: span_of(value, params)?,
+                ip,
+                port,
+                branch: param_span(value, branch)?,
+                received: param_span(value, received)?,
+                rport: param_span(value, rport)?,
+                maddr: param_span(value, maddr)?,
+            },
         })
+    }
+
+    /// The text at `span` of the value (always inside it: the spans were
+    /// taken from it).
+    fn at(&self, span: Span) -> &'a str {
+        at(self.value, span).unwrap_or("")
+    }
+
+    /// A named parameter's value from its span.
+    fn param(&self, p: Option<Option<Span>>) -> Option<Option<&'a str>> {
+        p.map(|v| v.map(|s| self.at(s)))
     }
 
     /// The protocol name, normally `SIP`.
     pub fn protocol(&self) -> &'a str {
-        self.protocol
+        self.at(self.spans.protocol)
     }
 
     /// The protocol version, normally `2.0`.
     pub fn version(&self) -> &'a str {
-        self.version
+        self.at(self.spans.version)
     }
 
     /// The transport as written (`UDP`, `TCP`, `TLS`, ...).
     pub fn transport(&self) -> &'a str {
-        self.transport
+        self.at(self.spans.transport)
     }
 
     /// The sent-by host as written (IPv6 in brackets).
     pub fn host(&self) -> &'a str {
-        self.host
+        self.at(self.spans.host)
     }
 
     /// The sent-by host's IP address, when it is an IP literal.
     pub fn ip(&self) -> Option<IpAddr> {
-        self.ip
+        self.spans.ip
     }
 
     /// The sent-by port, if written.
     pub fn port(&self) -> Option<u16> {
-        self.port
+        self.spans.port
     }
 
     /// All parameters.
     pub fn params(&self) -> Params<'a> {
-        params(self.params)
+        params(self.at(self.spans.params))
     }
 
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.branch.flatten()
+        self.param(self.spans.branch).flatten()
     }
 
     /// Whether the branch is an RFC 3261 transaction id: the magic cookie
@@ -166,19 +301,20 @@ impl<'a> Via<'a> {
 
     /// The `received` parameter.
     pub fn received(&self) -> Option<&'a str> {
-        self.received.flatten()
+        self.param(self.spans.received).flatten()
     }
 
     /// The `rport` parameter: `None` when absent, `Some(None)` when present
     /// without a value (a request asking for it), `Some(Some(port))` when
     /// filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.rport.map(|v| v.and_then(|p| p.parse().ok()))
+        self.param(self.spans.rport)
+            .map(|v| v.and_then(|p| p.parse().ok()))
     }
 
     /// The `maddr` parameter.
     pub fn maddr(&self) -> Option<&'a str> {
-        self.maddr.flatten()
+        self.param(self.spans.maddr).flatten()
     }
 
     /// The `ttl` parameter.
@@ -192,19 +328,19 @@ impl<'a> Via<'a> {
     /// The sent-by as `host[:port]`, used in transaction keys.
     pub fn sent_by(&self) -> SentBy<'a> {
         SentBy {
-            host: self.host,
-            port: self.port,
+            host: self.host(),
+            port: self.port(),
         }
     }
 }
 
-/// A byte range of a Via value (u16: a value longer than 64 KiB is not
-/// remembered, only parsed).
+/// A byte range of a Via value (a Via is at most 64 KiB long).
 type Span = (u16, u16);
 
-/// Where the parts of a parsed Via lie in its value: the message keeps
-/// them for its top Via, so that the stack's many readers of the top Via
-/// (received stamping, transaction keys, response routing) parse it once.
+/// Where the parts of a parsed Via lie in its value. A [`Via`] is its
+/// value and these; a message remembers them for its top Via, so that the
+/// stack's many readers of the top Via (received stamping, transaction
+/// keys, response routing) parse it once.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ViaSpans {
     protocol: Span,
@@ -218,6 +354,32 @@ pub(crate) struct ViaSpans {
     received: Option<Option<Span>>,
     rport: Option<Option<Span>>,
     maddr: Option<Option<Span>>,
+}
+
+/// Whether `bytes` holds no white space or other control byte, no quote
+/// and no `<`: text the plain Via parse reads without trimming, where
+/// each `;` starts a parameter (the general parameter splitting skips
+/// quoted strings and `<...>`). Eight bytes at a time.
+fn plain_bytes(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Non-zero exactly when some byte of `x` is below `n` (n <= 0x80).
+    let below = |x: u64, n: u64| x.wrapping_sub(LO * n) & !x & HI;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = below(w ^ (LO * u64::from(b'"')), 1);
+        let bracket = below(w ^ (LO * u64::from(b'<')), 1);
+        if below(w, 0x21) | quote | bracket != 0 {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| b > b' ' && b != b'"' && b != b'<')
 }
 
 /// Whether some `;` of `params` is followed by nothing but white space
@@ -244,6 +406,11 @@ fn has_empty_parameter(params: &str) -> bool {
 }
 
 impl ViaSpans {
+    /// The parameters' text in `value`.
+    fn params_text(self, value: &str) -> &str {
+        at(value, self.params).unwrap_or("")
+    }
+
     /// The spans of a Via value rewritten as a leg stamps it: the old
     /// value with the byte range `removed` taken out (a stale parameter),
     /// then parameters appended up to `new_len`, among them `received`
@@ -330,49 +497,17 @@ fn param_span(value: &str, p: Option<Option<&str>>) -> Option<Option<Option<Span
     })
 }
 
-fn param_at(value: &str, p: Option<Option<Span>>) -> Option<Option<Option<&str>>> {
-    Some(match p {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(s)) => Some(Some(at(value, s)?)),
-    })
-}
-
 impl<'a> Via<'a> {
-    /// Where this Via's parts lie in `value`, the text it was parsed from;
-    /// `None` when a part is not inside it or the value is too long.
-    pub(crate) fn spans(&self, value: &str) -> Option<ViaSpans> {
-        Some(ViaSpans {
-            protocol: span_of(value, self.protocol)?,
-            version: span_of(value, self.version)?,
-            transport: span_of(value, self.transport)?,
-            host: span_of(value, self.host)?,
-            params: span_of(value, self.params)?,
-            ip: self.ip,
-            port: self.port,
-            branch: param_span(value, self.branch)?,
-            received: param_span(value, self.received)?,
-            rport: param_span(value, self.rport)?,
-            maddr: param_span(value, self.maddr)?,
-        })
+    /// Where this Via's parts lie in the value it was parsed from.
+    pub(crate) fn spans(&self) -> ViaSpans {
+        self.spans
     }
 
     /// The Via parsed before from `value`, rebuilt from its spans without
-    /// parsing; `None` when a span does not fit `value`.
+    /// parsing; `None` when the spans are not of a value of this length.
     pub(crate) fn from_spans(value: &'a str, s: &ViaSpans) -> Option<Via<'a>> {
-        Some(Via {
-            protocol: at(value, s.protocol)?,
-            version: at(value, s.version)?,
-            transport: at(value, s.transport)?,
-            host: at(value, s.host)?,
-            ip: s.ip,
-            port: s.port,
-            params: at(value, s.params)?,
-            branch: param_at(value, s.branch)?,
-            received: param_at(value, s.received)?,
-            rport: param_at(value, s.rport)?,
-            maddr: param_at(value, s.maddr)?,
-        })
+        // The parameters run to the end of the value.
+        (usize::from(s.params.1) == value.len()).then_some(Via { value, spans: *s })
     }
 }
 
@@ -435,6 +570,94 @@ mod tests {
         for _ in 0..100_000 {
             let text = generated.string(&alphabet, 11);
             assert_eq!(has_empty_parameter(&text), reference(&text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn plain_parse_agrees_with_the_general_parse() {
+        // Via-like values built from pieces that hit every branch of the
+        // plain parse: white space, quotes, brackets, empty and repeated
+        // parameters, bad ports and hosts, IPv6, odd transports.
+        let heads = [
+            "SIP/2.0/UDP ",
+            "SIP/2.0/TCP ",
+            "SIP/2.0/tls ",
+            "SIP/2.0/UDP  ",
+            "SIP/2.0/UDP\t",
+            "SIP/2.0/ UDP ",
+            "SIP/2.0/ ",
+            "SIP/2.0/U:P ",
+            "SIP/2.0/UDP",
+            "SIP /2.0/UDP ",
+            "sip/2.0/UDP ",
+        ];
+        let pieces = [
+            "192.0.2.1",
+            "10.0.0.255",
+            "host.example.com",
+            "[2001:db8::1]",
+            "[2001:db8::1",
+            "::1",
+            ":5060",
+            ":99999",
+            ":",
+            ";branch=z9hG4bK776",
+            ";branch=",
+            ";BRANCH=x",
+            ";branch",
+            ";received=192.0.2.9",
+            ";received",
+            ";rport",
+            ";rport=5062",
+            ";rport=x",
+            ";rport=+7",
+            ";maddr=224.0.0.1",
+            ";ttl=1",
+            ";x=\"a;branch=q\"",
+            ";x=<a;branch=q>",
+            ";",
+            ";;",
+            ";=v",
+            ";a=b=c",
+            ";n@me",
+            " ",
+            "\t",
+            ",",
+            "a",
+            "1",
+            ".",
+            "é",
+        ];
+        let mut generated = crate::packet::generated::Generated::new(0x0a11_7a5e);
+        let mut plain = 0;
+        for _ in 0..300_000 {
+            let mut text = heads[generated.next_u64() as usize % heads.len()].to_string();
+            // Mostly a usable sent-by, then anything.
+            text.push_str(pieces[generated.next_u64() as usize % 7]);
+            for _ in 0..generated.next_u64() % 5 {
+                text.push_str(pieces[generated.next_u64() as usize % pieces.len()]);
+            }
+            if let Some(fast) = Via::parse_plain(&text) {
+                plain += 1;
+                assert_eq!(Ok(fast), Via::parse_general(&text), "{text:?}");
+            }
+            // Whichever path answers, parsing is what the definition says.
+            assert_eq!(Via::parse(&text), Via::parse_general(&text), "{text:?}");
+        }
+        assert!(plain > 10_000, "{plain} values took the plain parse");
+    }
+
+    #[test]
+    fn usual_vias_take_the_plain_parse() {
+        for usual in [
+            "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKlg0000000000000000;rport",
+            "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1;received=127.0.0.1;rport=40000",
+            "SIP/2.0/TCP pc33.example.com;branch=z9hG4bK776asdhds",
+            "SIP/2.0/TLS [2001:db8::9:1]:5061;branch=z9hG4bKas3-111;maddr=[2001:db8::1]",
+        ] {
+            let fast = Via::parse_plain(usual);
+            assert!(fast.is_some(), "{usual}");
+            assert_eq!(fast.ok_or(()), Via::parse_general(usual).map_err(|_| ()));
         }
     }
 
