@@ -201,11 +201,13 @@ impl Folded {
         if rest.is_empty() {
             return true;
         }
-        let mut b = [0u8; 8];
-        for (d, s) in b.iter_mut().zip(rest) {
-            *d = *s;
-        }
-        u64::from_le_bytes(b) | self.mask[w] == self.lower[w]
+        // The last 1 to 7 bytes, zero-padded, shifted in one by one: a
+        // copy into a buffer would be a `memcpy` call per header.
+        let tail = rest
+            .iter()
+            .rev()
+            .fold(0u64, |word, &b| (word << 8) | u64::from(b));
+        tail | self.mask[w] == self.lower[w]
     }
 }
 
