@@ -843,7 +843,7 @@ mod tests {
         ];
         let alphabet = ['1', '2', '5', '0', '9', '.', '.', ':', ' ', 'a', '[', ']'];
         let mut generated = crate::packet::generated::Generated::new(0x1b4_5060);
-        let mut pick = |list: &[&'static str], g: &mut crate::packet::generated::Generated| {
+        let pick = |list: &[&'static str], g: &mut crate::packet::generated::Generated| {
             list[g.next_u64() as usize % list.len()]
         };
         let mut fast = 0;
