@@ -6,6 +6,20 @@
 /// Slots per page.
 const PAGE: usize = 256;
 
+/// Asks the CPU to start loading the cache line at `p`: a hint with no
+/// effect on behaviour (any address may be given, none is read).
+#[inline]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program and cannot fault,
+    // whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Storage with O(1) insert, lookup and remove by `(index, generation)`.
 #[derive(Debug)]
 pub(crate) struct Arena<T> {
@@ -42,6 +56,19 @@ impl<T> Arena<T> {
     fn slot_mut(&mut self, index: u32) -> Option<&mut Slot<T>> {
         let i = index as usize;
         self.pages.get_mut(i / PAGE).map(|p| &mut p[i % PAGE])
+    }
+
+    /// Starts loading slot `index` into the cache: a hint, for a slot that
+    /// will be read soon and is likely out of cache.
+    pub(crate) fn prefetch(&self, index: u32) {
+        if let Some(slot) = self.slot(index) {
+            let start = (slot as *const Slot<T>).cast::<u8>();
+            let mut offset = 0;
+            while offset < std::mem::size_of::<Slot<T>>() {
+                prefetch(start.wrapping_add(offset));
+                offset += 64;
+            }
+        }
     }
 
     pub(crate) fn insert(&mut self, value: T) -> (u32, u32) {

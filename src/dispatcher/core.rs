@@ -21,7 +21,8 @@ use server::{ServerState, ServerTx};
 use super::arena::Arena;
 use super::client::build_ack;
 use super::client::{Action, ClientState, ClientTimer, ClientTx};
-use super::index::{DstIndex, HashIndex, Keys, MultiIndex};
+use super::hash_slots::HashSlots;
+use super::index::{DstIndex, Keys, MultiIndex};
 use super::options::Settings;
 use super::resolve::{Plan, Protocols, Resolved};
 use super::route::{self, response_destination};
@@ -330,7 +331,7 @@ pub(crate) struct Core {
     servers: Arena<ServerTx>,
     /// Server transactions by the hash of their key (`Keys::of_transaction`
     /// of the key's id and method); a hit is confirmed against the key.
-    server_keys: HashIndex<(u32, u32)>,
+    server_keys: HashSlots,
     server_order: VecDeque<(u32, u32)>,
     /// The server transaction created last (a hint for `route_response`).
     last_server: Option<(u32, u32)>,
@@ -379,7 +380,7 @@ impl Core {
             queued_tokens: HashMap::new(),
             by_dst: HashMap::new(),
             servers: Arena::default(),
-            server_keys: HashIndex::default(),
+            server_keys: HashSlots::default(),
             server_order: VecDeque::new(),
             last_server: None,
             server_by_conn: HashMap::new(),
@@ -468,6 +469,7 @@ impl Core {
             + self.servers.table_bytes()
             + self.wheel.memory_bytes()
             + self.server_fifo.memory_bytes()
+            + self.server_keys.memory_bytes()
     }
 
     /// The transports there are legs for.
@@ -1860,7 +1862,7 @@ impl Core {
 
     /// [`Core::find_server`] with the key's hash already computed.
     fn find_server_hashed(&self, hash: u64, key: &str, method: &Method) -> Option<(u32, u32)> {
-        let sid = *self.server_keys.get(&hash)?;
+        let sid = self.server_keys.get(hash)?;
         self.servers
             .get(sid.0, sid.1)
             .filter(|tx| tx.key.is(key, method))

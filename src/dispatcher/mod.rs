@@ -36,6 +36,7 @@
 mod arena;
 mod client;
 mod core;
+mod hash_slots;
 mod index;
 mod lookup;
 mod options;

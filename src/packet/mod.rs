@@ -28,7 +28,7 @@
 mod cseq;
 mod error;
 #[cfg(test)]
-mod generated;
+pub(crate) mod generated;
 mod header_name;
 mod headers;
 mod key;

@@ -137,6 +137,9 @@ impl Core {
             };
             self.server_expired(oldest);
         }
+        if self.servers.len() + 2 >= self.s.max_server_transactions {
+            self.prefetch_oldest_servers();
+        }
         let invite = *req.method() == Method::Invite;
         let sid = self.servers.insert(ServerTx {
             key,
@@ -221,6 +224,28 @@ impl Core {
         }
     }
 
+    /// At the cap, each new transaction evicts the oldest, whose record,
+    /// index entry and cached response were written long ago and are out
+    /// of cache. One request ahead, start loading the record of the one
+    /// after next, and the index entry and response of the next (its
+    /// record was loaded the same way a request before), so that evicting
+    /// them does not wait on memory.
+    fn prefetch_oldest_servers(&self) {
+        if let Some(&(i, g)) = self.server_order.front() {
+            if let Some(tx) = self.servers.get(i, g) {
+                self.server_keys.prefetch(tx.hash);
+                if let Some(bytes) = &tx.last_response {
+                    // The reference counts sit just before the bytes.
+                    let counts = Rc::as_ptr(bytes).cast::<u8>().wrapping_sub(16);
+                    super::super::arena::prefetch(counts);
+                }
+            }
+        }
+        if let Some(&(i, _)) = self.server_order.get(1) {
+            self.servers.prefetch(i);
+        }
+    }
+
     pub(super) fn server_expired(&mut self, sid: (u32, u32)) {
         // Read in place and dropped where it lies (no move of the
         // transaction out of the arena).
@@ -236,11 +261,7 @@ impl Core {
             self.server_fifo.live -= 1;
             self.server_fifo.trim(&self.servers);
         }
-        if let std::collections::hash_map::Entry::Occupied(e) = self.server_keys.entry(hash) {
-            if *e.get() == sid {
-                e.remove();
-            }
-        }
+        self.server_keys.remove_if(hash, sid);
         // server_order is trimmed lazily: stale entries are skipped when
         // popped (their ids no longer resolve).
         if self.server_order.len() > 2 * self.servers.len() + 64 {
