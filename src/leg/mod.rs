@@ -863,26 +863,27 @@ impl Leg {
                 return None;
             }
         };
-        let packet = match packet {
-            Packet::Request(mut req) => {
-                if !via::stamp_received(&mut req, source.addr) {
+        // Checked and stamped in place: a packet is a few hundred bytes,
+        // and each move is a copy.
+        let mut packet = packet;
+        match &mut packet {
+            Packet::Request(req) => {
+                if !via::stamp_received(req, source.addr) {
                     bump(&stats.dropped_no_via);
                     log::warn!("{self}: dropping request without usable Via from {source}");
                     return None;
                 }
-                Packet::Request(req)
             }
             Packet::Response(resp) => {
                 let port = self.inner.local.port();
-                let ours = via::response_is_ours(&resp, port, |via| self.via_names_us(via));
+                let ours = via::response_is_ours(resp, port, |via| self.via_names_us(via));
                 if !ours {
                     bump(&stats.dropped_foreign_via);
                     log::warn!("{self}: dropping response from {source} whose top Via is not ours");
                     return None;
                 }
-                Packet::Response(resp)
             }
-        };
+        }
         let hook = self.inner.receive_hook.borrow().clone();
         if let Some(hook) = hook {
             if !hook(&packet, &source) {
