@@ -201,9 +201,27 @@ impl Message {
     pub(crate) fn write_headers_and_body(&self, out: &mut Vec<u8>) {
         let src = &self.headers.src;
         let mut has_length = false;
+        // Fields still as received that follow each other in the source
+        // are copied as one run (an edited message keeps most of its
+        // lines: a proxy changes one or two).
+        let mut run: Option<(u32, u32)> = None;
         for f in &self.headers.fields {
             has_length |= f.id == Some(HeaderName::ContentLength);
-            write_field(out, src, f);
+            match (f.raw, run) {
+                (Some((a, b)), Some((start, end))) if a == end => run = Some((start, b)),
+                (raw, _) => {
+                    if let Some(r) = run.take() {
+                        write_raw(out, src, r);
+                    }
+                    match raw {
+                        Some(r) => run = Some(r),
+                        None => write_field(out, src, f),
+                    }
+                }
+            }
+        }
+        if let Some(r) = run {
+            write_raw(out, src, r);
         }
         if !has_length {
             out.extend_from_slice(b"Content-Length: ");
@@ -249,15 +267,20 @@ fn write_start_line(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Header lines as received: the source bytes `a..b`.
+fn write_raw(out: &mut Vec<u8>, src: &str, (a, b): (u32, u32)) {
+    let raw = &src.as_bytes()[a as usize..b as usize];
+    out.extend_from_slice(raw);
+    // The last line of a datagram without the blank line has no line
+    // end; the header that follows it (or the blank line) needs one.
+    if !raw.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 fn write_field(out: &mut Vec<u8>, src: &str, f: &Field) {
-    if let Some((a, b)) = f.raw {
-        let raw = &src.as_bytes()[a as usize..b as usize];
-        out.extend_from_slice(raw);
-        // The last line of a datagram without the blank line has no line
-        // end; the header that follows it (or the blank line) needs one.
-        if !raw.ends_with(b"\n") {
-            out.extend_from_slice(b"\r\n");
-        }
+    if let Some(r) = f.raw {
+        write_raw(out, src, r);
         return;
     }
     out.extend_from_slice(f.name.resolve(src).as_bytes());
@@ -759,6 +782,79 @@ pub(crate) fn max_forwards_value(v: &str) -> Result<u8, HeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header section and body written field by field: what the run
+    /// copying of `write_headers_and_body` must give.
+    fn written_field_by_field(msg: &Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        let src = &msg.headers.src;
+        for f in &msg.headers.fields {
+            write_field(&mut out, src, f);
+        }
+        if !msg
+            .headers
+            .fields
+            .iter()
+            .any(|f| f.id == Some(HeaderName::ContentLength))
+        {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(super::super::decimal(
+                msg.body().len() as u64,
+                &mut [0u8; 20],
+            ));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(msg.body());
+        out
+    }
+
+    #[test]
+    fn runs_of_received_lines_are_written_as_each_line_would_be() {
+        let inputs: [&[u8]; 4] = [
+            b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+              Max-Forwards: 70\r\nTo: <sip:a@example.com>\r\nFrom: <sip:b@example.com>;tag=1\r\n\
+              Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n ;branch=z9hG4bK1\r\n\
+              Subject: folded\r\n\tline\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nl: 2\r\n\r\nab",
+            b"OPTIONS sip:a@example.com SIP/2.0\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nX: y",
+            b"OPTIONS sip:a@example.com SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nCall-ID: c\nX: 1\n\n",
+        ];
+        type Edit = fn(&mut Headers);
+        let edits: [Edit; 7] = [
+            |_| {},
+            |h| h.set("Max-Forwards", "69"),
+            |h| h.prepend("Via", "SIP/2.0/UDP p;branch=z9hG4bK2"),
+            |h| h.push("Record-Route", "<sip:p;lr>"),
+            |h| {
+                h.remove("Call-ID");
+            },
+            |h| {
+                h.remove("Subject");
+                h.set("CSeq", "2 OPTIONS");
+            },
+            |h| {
+                h.drop_first(HeaderName::Via);
+                h.push("Subject", "new");
+            },
+        ];
+        for input in inputs {
+            for (n, edit) in edits.iter().enumerate() {
+                let Ok(Packet::Request(mut req)) = Packet::parse(input) else {
+                    panic!("parses");
+                };
+                edit(req.headers_mut());
+                let mut out = Vec::new();
+                req.msg.write_headers_and_body(&mut out);
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&written_field_by_field(&req.msg)),
+                    "edit {n} of {:?}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
 
     #[test]
     fn last_header_without_line_end_is_terminated_when_rewritten() {
