@@ -6,20 +6,6 @@
 /// Slots per page.
 const PAGE: usize = 256;
 
-/// Asks the CPU to start loading the cache line at `p`: a hint with no
-/// effect on behaviour (any address may be given, none is read).
-#[inline]
-pub(crate) fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing into the program and cannot fault,
-    // whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// Storage with O(1) insert, lookup and remove by `(index, generation)`.
 #[derive(Debug)]
 pub(crate) struct Arena<T> {
@@ -65,7 +51,7 @@ impl<T> Arena<T> {
             let start = (slot as *const Slot<T>).cast::<u8>();
             let mut offset = 0;
             while offset < std::mem::size_of::<Slot<T>>() {
-                prefetch(start.wrapping_add(offset));
+                super::prefetch::prefetch(start.wrapping_add(offset));
                 offset += 64;
             }
         }

@@ -150,7 +150,7 @@ impl HashSlots {
     /// cache: a hint, for a lookup or removal soon.
     pub(crate) fn prefetch(&self, hash: u64) {
         if let Some(slot) = self.slots.get(self.home(hash)) {
-            super::arena::prefetch((slot as *const Slot).cast::<u8>());
+            super::prefetch::prefetch((slot as *const Slot).cast::<u8>());
         }
     }
 

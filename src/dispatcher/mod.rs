@@ -40,6 +40,7 @@ mod hash_slots;
 mod index;
 mod lookup;
 mod options;
+mod prefetch;
 pub mod resolve;
 mod route;
 mod types;

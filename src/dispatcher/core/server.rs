@@ -237,7 +237,7 @@ impl Core {
                 if let Some(bytes) = &tx.last_response {
                     // The reference counts sit just before the bytes.
                     let counts = Rc::as_ptr(bytes).cast::<u8>().wrapping_sub(16);
-                    super::super::arena::prefetch(counts);
+                    super::super::prefetch::prefetch(counts);
                 }
             }
         }
