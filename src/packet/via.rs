@@ -63,6 +63,10 @@ impl fmt::Debug for Via<'_> {
             .field("ip", &self.ip())
             .field("port", &self.port())
             .field("params", &self.spans.params_text(self.value))
+            .field("branch", &self.param(self.spans.branch))
+            .field("received", &self.param(self.spans.received))
+            .field("rport", &self.param(self.spans.rport))
+            .field("maddr", &self.param(self.spans.maddr))
             .finish()
     }
 }
