@@ -318,6 +318,15 @@ impl AsHeaderName for &str {
     }
 }
 
+impl AsHeaderName for &String {
+    fn known(&self) -> Option<HeaderName> {
+        HeaderName::parse(self)
+    }
+    fn text(&self) -> &str {
+        self
+    }
+}
+
 impl AsHeaderName for String {
     fn known(&self) -> Option<HeaderName> {
         HeaderName::parse(self)

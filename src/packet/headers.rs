@@ -526,25 +526,34 @@ impl Headers {
     /// Sets the value of the first line with this name (keeping its
     /// spelling and position) and removes the other lines of that name;
     /// appends a line when there is none.
-    pub fn set(&mut self, name: &str, value: &str) {
+    ///
+    /// The name is a string or a [`HeaderName`]; a `HeaderName` saves
+    /// classifying the string on every call (a proxy sets Max-Forwards on
+    /// every request it forwards).
+    pub fn set<N: AsHeaderName>(&mut self, name: N, value: &str) {
         self.set_text(name, Text::copied(value));
     }
 
     /// [`Headers::set`] with a value already in its own allocation.
-    pub(crate) fn set_owned(&mut self, name: &str, value: Rc<str>) {
+    pub(crate) fn set_owned<N: AsHeaderName>(&mut self, name: N, value: Rc<str>) {
         self.set_text(name, Text::Owned(value));
     }
 
-    fn set_text(&mut self, name: &str, value: Text) {
-        match self.position(&name) {
+    fn set_text<N: AsHeaderName>(&mut self, name: N, value: Text) {
+        let known = name.known();
+        let position = self
+            .fields
+            .iter()
+            .position(|f| self.matches(f, known, name.text()));
+        match position {
             Some(i) => {
                 let f = &mut self.fields[i];
                 f.value = value;
                 f.raw = None;
-                let (known, src) = (name.known(), self.src.clone());
+                let src = self.src.clone();
                 let mut pos = 0;
                 self.fields.retain(|f| {
-                    let keep = pos <= i || !field_matches(&src, f, known, name);
+                    let keep = pos <= i || !field_matches(&src, f, known, name.text());
                     pos += 1;
                     keep
                 });
@@ -556,7 +565,7 @@ impl Headers {
                 }
             }
             None => {
-                let field = self.new_field_with(name, value);
+                let field = self.new_field_with(name.text(), value);
                 self.fields.push(field);
                 self.touch_from(self.fields.len());
             }
@@ -956,5 +965,33 @@ mod tests {
         h.set("Expires", "3600");
         assert_eq!(h.get(HeaderName::MaxForwards), Some("69"));
         assert_eq!(h.get(HeaderName::Expires), Some("3600"));
+    }
+
+    #[test]
+    fn set_by_header_name_is_set_by_its_string() {
+        // Compact forms, other spellings, repeated lines, and names that
+        // are absent (appended in the canonical spelling, as the string
+        // gives it).
+        let text = "OPTIONS sip:b@example.com SIP/2.0\r\nl: 0\r\nmax-forwards: 70\r\n\
+                    Call-ID: c\r\nMAX-FORWARDS: 69\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
+        for (name, as_str) in [
+            (HeaderName::ContentLength, "Content-Length"),
+            (HeaderName::ContentLength, "l"),
+            (HeaderName::MaxForwards, "Max-Forwards"),
+            (HeaderName::Via, "v"),
+            (HeaderName::Expires, "Expires"),
+            (HeaderName::To, "To"),
+        ] {
+            let Ok(crate::packet::Packet::Request(mut by_name)) =
+                crate::packet::Packet::parse(text.as_bytes())
+            else {
+                panic!("parses");
+            };
+            let mut by_str = by_name.clone();
+            by_name.headers_mut().set(name, "5");
+            by_str.headers_mut().set(as_str, "5");
+            assert_eq!(by_name.to_bytes(), by_str.to_bytes(), "{as_str}");
+            assert_eq!(by_name.headers().get(name), Some("5"));
+        }
     }
 }

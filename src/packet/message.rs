@@ -516,7 +516,7 @@ impl Response {
             out.extend_from_slice(tag.as_bytes());
             Rc::<str>::from(std::str::from_utf8(out).unwrap_or(to))
         });
-        self.msg.headers.set_owned("To", value);
+        self.msg.headers.set_owned(HeaderName::To, value);
     }
 
     /// Parses a response (datagram rules, default limits).

@@ -396,7 +396,7 @@ fn on_request(d: &Dispatcher, proxy: &Rc<Inner>, mut req: Request, in_leg: LegId
     let mut digits = [0u8; 20];
     let decremented = crate::packet::decimal(u64::from(max_forwards - 1), &mut digits);
     req.headers_mut().set(
-        "Max-Forwards",
+        HeaderName::MaxForwards,
         std::str::from_utf8(decremented).unwrap_or("0"),
     );
     // An IP next hop (or proxy) needs no lookup: forward at once.
