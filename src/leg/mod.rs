@@ -846,7 +846,7 @@ impl Leg {
         framing: crate::packet::Framing,
     ) -> Option<LegEvent> {
         let stats = &self.inner.stats;
-        let packet = match Packet::parse_with(bytes, &self.inner.options.limits, framing) {
+        let mut packet = match Packet::parse_with(bytes, &self.inner.options.limits, framing) {
             Ok(p) => p,
             Err(e) => {
                 bump(&stats.parse_errors);
@@ -865,7 +865,6 @@ impl Leg {
         };
         // Checked and stamped in place: a packet is a few hundred bytes,
         // and each move is a copy.
-        let mut packet = packet;
         match &mut packet {
             Packet::Request(req) => {
                 if !via::stamp_received(req, source.addr) {

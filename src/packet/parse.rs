@@ -62,28 +62,9 @@ fn next_line(bytes: &[u8], pos: usize) -> Line {
     }
 }
 
-/// Index of the first LF, eight bytes at a time (the classic "has zero
-/// byte" test on the word XORed with the pattern).
+/// Index of the first LF.
 fn find_newline(h: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const PATTERN: u64 = LO * b'\n' as u64;
-    let mut chunks = h.chunks_exact(8);
-    for (n, chunk) in chunks.by_ref().enumerate() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ PATTERN;
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
-        }
-    }
-    let done = h.len() - chunks.remainder().len();
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| done + p)
+    super::text::find_in(h, b'\n')
 }
 
 fn trim_wsp_end(bytes: &[u8], start: usize, mut end: usize) -> usize {

@@ -39,26 +39,46 @@ pub(crate) fn is_lws(b: u8) -> bool {
 #[inline]
 pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
     debug_assert!(b.is_ascii());
-    let bytes = s.as_bytes();
-    if bytes.len() < 16 {
-        return bytes.iter().position(|&c| c == b);
-    }
-    find1(bytes, b)
+    find_in(s.as_bytes(), b)
 }
 
-/// [`find_byte`] on a longer string: eight bytes at a time.
-fn find1(bytes: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+/// The first position of `needle` in `bytes`: a plain loop on short
+/// slices, eight bytes at a time on longer ones.
+#[inline]
+pub(crate) fn find_in(bytes: &[u8], needle: u8) -> Option<usize> {
+    if bytes.len() < 16 {
+        return bytes.iter().position(|&c| c == needle);
+    }
     let pattern = LO * u64::from(needle);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut i = 0;
+    find_words(bytes, 0, |w| zero_bytes(w ^ pattern), |c| c == needle)
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero when some byte of `x` is zero (the classic "has zero byte"
+/// test); the lowest set bit marks the first zero byte exactly (bits
+/// above it may be borrow artefacts).
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// The first index at or after `from` whose byte `wanted` accepts, eight
+/// bytes at a time: `flags` maps a little-endian word to a mask whose
+/// lowest set bit lies in the first wanted byte (0 when there is none);
+/// the last bytes are tested one by one.
+fn find_words(
+    bytes: &[u8],
+    from: usize,
+    flags: impl Fn(u64) -> u64,
+    wanted: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let mut i = from;
+    let mut chunks = bytes.get(from..)?.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // The lowest set bit marks the first zero byte, exactly.
-        let found = x.wrapping_sub(LO) & !x & HI;
+        let found = flags(u64::from_le_bytes(word));
         if found != 0 {
             return Some(i + (found.trailing_zeros() / 8) as usize);
         }
@@ -67,7 +87,7 @@ fn find1(bytes: &[u8], needle: u8) -> Option<usize> {
     chunks
         .remainder()
         .iter()
-        .position(|&c| c == needle)
+        .position(|&x| wanted(x))
         .map(|p| p + i)
 }
 
@@ -146,32 +166,16 @@ pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
 
 /// The first index at or after `from` whose byte is `a`, `b` or `c`.
 fn find3(bytes: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // Non-zero when some byte of `x` is zero; the bit of the first zero
-    // byte is exact (bits above it may be borrow artefacts).
-    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
     let (ra, rb, rc) = (LO * u64::from(a), LO * u64::from(b), LO * u64::from(c));
-    let mut i = from;
-    let mut chunks = bytes.get(from..)?.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        // A set bit implies a zero byte at or below it, and the lowest
-        // zero byte of each sets its own bit: the lowest bit of the three
-        // is the first byte equal to any of them.
-        let found = zero(w ^ ra) | zero(w ^ rb) | zero(w ^ rc);
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&x| x == a || x == b || x == c)
-        .map(|p| p + i)
+    // A set bit implies a zero byte at or below it, and the lowest zero
+    // byte of each sets its own bit: the lowest bit of the three is the
+    // first byte equal to any of them.
+    find_words(
+        bytes,
+        from,
+        |w| zero_bytes(w ^ ra) | zero_bytes(w ^ rb) | zero_bytes(w ^ rc),
+        |x| x == a || x == b || x == c,
+    )
 }
 
 /// Iterates `;name[=value]` parameters. `s` starts at the first `;` (or is

@@ -369,20 +369,7 @@ fn ipv4_and_port(s: &str) -> Option<(&str, Ipv4Addr, Option<u16>)> {
     let ip = parse_ipv4(&s[..host_end])?;
     let port = match b.get(host_end) {
         None => None,
-        Some(b':') => {
-            let digits = &b[host_end + 1..];
-            if digits.is_empty() || digits.len() > 5 {
-                return None;
-            }
-            let mut v: u32 = 0;
-            for &d in digits {
-                if !d.is_ascii_digit() {
-                    return None;
-                }
-                v = v * 10 + u32::from(d - b'0');
-            }
-            Some(u16::try_from(v).ok()?)
-        }
+        Some(b':') => Some(parse_port(&s[host_end + 1..]).ok()?),
         Some(_) => return None,
     };
     Some((&s[..host_end], ip, port))

@@ -102,7 +102,7 @@ impl<'a> Via<'a> {
         let p_start = find_byte(rest, b';').unwrap_or(rest.len());
         let (host, ip, port) = parse_hostport(&rest[..p_start]).ok()?;
         let params_str = &rest[p_start..];
-        let (mut branch, mut received, mut rport, mut maddr) = (None, None, None, None);
+        let mut kept = [None; 4];
         // Each parameter starts at a `;` (no quote or `<` hides one).
         let mut rest = params_str;
         while let Some(after) = rest.strip_prefix(';') {
@@ -117,28 +117,14 @@ impl<'a> Via<'a> {
                 // Empty (skipped by the general parse, or junk) or invalid.
                 return None;
             }
-            let slot = match name.len() {
-                6 if name.eq_ignore_ascii_case("branch") => &mut branch,
-                8 if name.eq_ignore_ascii_case("received") => &mut received,
-                5 if name.eq_ignore_ascii_case("rport") => {
-                    if let Some(v) = value {
-                        v.parse::<u16>().ok()?;
-                    }
-                    &mut rport
-                }
-                5 if name.eq_ignore_ascii_case("maddr") => &mut maddr,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value);
-            }
+            keep_param(&mut kept, name, value).ok()?;
         }
         Via::from_parts(
             value,
             [&value[..3], &value[4..7], transport, host, params_str],
             ip,
             port,
-            [branch, received, rport, maddr],
+            kept,
         )
     }
 
@@ -167,30 +153,14 @@ impl<'a> Via<'a> {
         let sent_by = trim_lws(&rest[..p_start]);
         let (host, ip, port) = parse_hostport(sent_by).map_err(|e| err(e.0))?;
         let params_str = &rest[p_start..];
-        let (mut branch, mut received, mut rport, mut maddr) = (None, None, None, None);
+        let mut kept = [None; 4];
         let mut named = 0usize;
         for (name, value) in params(params_str) {
             named += 1;
             if !is_token(name) {
                 return Err(err("invalid parameter name"));
             }
-            let slot = if name.eq_ignore_ascii_case("branch") {
-                &mut branch
-            } else if name.eq_ignore_ascii_case("received") {
-                &mut received
-            } else if name.eq_ignore_ascii_case("rport") {
-                if let Some(v) = value {
-                    v.parse::<u16>().map_err(|_| err("invalid rport"))?;
-                }
-                &mut rport
-            } else if name.eq_ignore_ascii_case("maddr") {
-                &mut maddr
-            } else {
-                continue;
-            };
-            if slot.is_none() {
-                *slot = Some(value);
-            }
+            keep_param(&mut kept, name, value).map_err(|()| err("invalid rport"))?;
         }
         // Anything between the parameters must be parameters: `;;,;` junk
         // leaves an empty name, which `params` skips, so look for stray
@@ -207,7 +177,7 @@ impl<'a> Via<'a> {
             [protocol, version, transport, host, params_str],
             ip,
             port,
-            [branch, received, rport, maddr],
+            kept,
         )
         .ok_or(err("longer than 65535 bytes"))
     }
@@ -358,6 +328,35 @@ pub(crate) struct ViaSpans {
     received: Option<Option<Span>>,
     rport: Option<Option<Span>>,
     maddr: Option<Option<Span>>,
+}
+
+/// The parameters a `Via` keeps for reading in O(1), in the order of its
+/// `named` parts: branch, received, rport, maddr.
+const KEPT: [&str; 4] = ["branch", "received", "rport", "maddr"];
+
+/// Keeps parameter `name` (a token) in `kept` when it is one of [`KEPT`]
+/// and its first occurrence (as `Params::get` finds it). `Err` for an
+/// `rport` value that is not a port.
+fn keep_param<'a>(
+    kept: &mut [Option<Option<&'a str>>; 4],
+    name: &str,
+    value: Option<&'a str>,
+) -> Result<(), ()> {
+    let Some(k) = KEPT
+        .iter()
+        .position(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+    else {
+        return Ok(());
+    };
+    if KEPT[k] == "rport" {
+        if let Some(v) = value {
+            v.parse::<u16>().map_err(|_| ())?;
+        }
+    }
+    if kept[k].is_none() {
+        kept[k] = Some(value);
+    }
+    Ok(())
 }
 
 /// Whether `bytes` holds no white space or other control byte, no quote
