@@ -270,9 +270,6 @@ fn check_host(s: &str) -> Result<Option<IpAddr>, UriError> {
     }
 }
 
-/// A dotted-quad IPv4 address, as `Ipv4Addr::from_str` reads it (four
-/// decimal octets up to 255, no leading zeros), without the general
-/// parser: every Via and most URIs carry one.
 /// An IP address as `IpAddr::from_str` reads it, IPv4 without its
 /// general parser (a Via's `received` is read for every response routed).
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
@@ -282,11 +279,16 @@ pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
     }
 }
 
+/// A dotted-quad IPv4 address, as `Ipv4Addr::from_str` reads it (four
+/// decimal octets up to 255, no leading zeros), without the general
+/// parser: every Via and most URIs carry one.
 pub(crate) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
-    let b = s.as_bytes();
-    if !(7..=15).contains(&b.len()) {
-        return None;
-    }
+    ipv4_prefix(s.as_bytes()).and_then(|(ip, end)| (end == s.len()).then_some(ip))
+}
+
+/// The dotted-quad IPv4 address `b` starts with, and where it ends; one
+/// pass, each byte read once. `None` unless four octets are there.
+fn ipv4_prefix(b: &[u8]) -> Option<(Ipv4Addr, usize)> {
     let mut octets = [0u8; 4];
     let mut i = 0;
     for (n, octet) in octets.iter_mut().enumerate() {
@@ -298,12 +300,13 @@ pub(crate) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
         }
         let start = i;
         let mut v = 0u32;
-        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
-            v = v * 10 + u32::from(d - b'0');
-            i += 1;
-            if i - start > 3 {
-                return None;
+        // At most three digits: a fourth is left for the caller to refuse.
+        while i - start < 3 {
+            match b.get(i) {
+                Some(d) if d.is_ascii_digit() => v = v * 10 + u32::from(d - b'0'),
+                _ => break,
             }
+            i += 1;
         }
         let len = i - start;
         if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
@@ -311,7 +314,7 @@ pub(crate) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
         }
         *octet = v as u8;
     }
-    (i == b.len()).then_some(Ipv4Addr::from(octets))
+    Some((Ipv4Addr::from(octets), i))
 }
 
 /// An IPv6 address (RFC 4291), tolerating the one form RFC 3261's ABNF
@@ -362,17 +365,32 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<IpAddr>, Option<u1
 /// `None` for anything else, which that decides.
 fn ipv4_and_port(s: &str) -> Option<(&str, Ipv4Addr, Option<u16>)> {
     let b = s.as_bytes();
-    let host_end = b
-        .iter()
-        .position(|&c| !(c.is_ascii_digit() || c == b'.'))
-        .unwrap_or(b.len());
-    let ip = parse_ipv4(&s[..host_end])?;
+    let (ip, host_end) = ipv4_prefix(b)?;
     let port = match b.get(host_end) {
         None => None,
-        Some(b':') => Some(parse_port(&s[host_end + 1..]).ok()?),
+        Some(b':') => Some(port_digits(&b[host_end + 1..])?),
         Some(_) => return None,
     };
     Some((&s[..host_end], ip, port))
+}
+
+/// A port of digits only, at most 65535, in one pass; `None` for
+/// anything else (where [`parse_port`] says which error).
+fn port_digits(p: &[u8]) -> Option<u16> {
+    if p.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &d in p {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(d - b'0');
+        if v > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    Some(v as u16)
 }
 
 /// Host and port whatever their form: an IPv6 reference, a name, white
@@ -412,14 +430,7 @@ fn parse_port(p: &str) -> Result<u16, UriError> {
     }
     // Digits only: what `str::parse::<u16>` would give, without its
     // general machinery (a port is parsed for every Via and URI).
-    let mut v: u32 = 0;
-    for d in p.bytes() {
-        v = v * 10 + u32::from(d - b'0');
-        if v > u32::from(u16::MAX) {
-            return Err(UriError("port out of range"));
-        }
-    }
-    Ok(v as u16)
+    port_digits(p.as_bytes()).ok_or(UriError("port out of range"))
 }
 
 type Range = (u16, u16);
