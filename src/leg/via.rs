@@ -309,7 +309,12 @@ mod tests {
     fn ip_text_writes_what_display_writes() {
         let mut buf = [0; IP_TEXT];
         for v in 0..=255u8 {
-            for ip in [[v, 0, 0, 0], [1, v, 2, 3], [10, 0, v, 9], [255, 255, 255, v]] {
+            for ip in [
+                [v, 0, 0, 0],
+                [1, v, 2, 3],
+                [10, 0, v, 9],
+                [255, 255, 255, v],
+            ] {
                 let ip = IpAddr::from(ip);
                 assert_eq!(ip_text(ip, &mut buf), ip.to_string());
             }

@@ -63,6 +63,37 @@ fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
+/// Non-zero when some byte of `x` is below `n` (at most 0x80); as in
+/// [`zero_bytes`], the lowest set bit marks the first such byte exactly.
+fn bytes_below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(LO * u64::from(n)) & !x & HI
+}
+
+/// The first byte of `bytes` that cannot be in a URI: a control
+/// character or space (up to 0x20), DEL, `<`, `>` or `"`. Bytes from 0x80
+/// up pass (UTF-8 is tolerated). Eight bytes at a time; `is_uri_byte`
+/// decides the last few and says the same.
+pub(crate) fn find_non_uri_byte(bytes: &[u8], is_uri_byte: impl Fn(u8) -> bool) -> Option<usize> {
+    let (del, lt, gt, quote) = (
+        LO * 0x7f,
+        LO * u64::from(b'<'),
+        LO * u64::from(b'>'),
+        LO * u64::from(b'"'),
+    );
+    find_words(
+        bytes,
+        0,
+        |w| {
+            bytes_below(w, 0x21)
+                | zero_bytes(w ^ del)
+                | zero_bytes(w ^ lt)
+                | zero_bytes(w ^ gt)
+                | zero_bytes(w ^ quote)
+        },
+        |b| !is_uri_byte(b),
+    )
+}
+
 /// The first index at or after `from` whose byte `wanted` accepts, eight
 /// bytes at a time: `flags` maps a little-endian word to a mask whose
 /// lowest set bit lies in the first wanted byte (0 when there is none);
@@ -165,7 +196,7 @@ pub(crate) fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
 }
 
 /// The first index at or after `from` whose byte is `a`, `b` or `c`.
-fn find3(bytes: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
+pub(crate) fn find3(bytes: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
     let (ra, rb, rc) = (LO * u64::from(a), LO * u64::from(b), LO * u64::from(c));
     // A set bit implies a zero byte at or below it, and the lowest zero
     // byte of each sets its own bit: the lowest bit of the three is the

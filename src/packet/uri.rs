@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::str::FromStr;
 
-use super::text::{Params, find_byte, params, percent_decode};
+use super::text::{Params, find_byte, find_non_uri_byte, find3, params, percent_decode};
 
 /// Why a URI did not parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,7 +164,7 @@ impl OtherUri {
         if rest.is_empty() {
             return Err(UriError("empty URI after the scheme"));
         }
-        if !rest.bytes().all(is_uric) {
+        if find_non_uri_byte(rest.as_bytes(), is_uric).is_some() {
             return Err(UriError("invalid character"));
         }
         Ok(colon)
@@ -351,6 +351,7 @@ pub(crate) fn is_hostname(s: &str) -> bool {
 
 /// Parses `host[:port]` where host may be an IPv6 reference. Linear white
 /// space around the colon is allowed (Via sent-by).
+#[inline]
 pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<IpAddr>, Option<u16>), UriError> {
     // Nearly every Via and URI of a server's traffic carries an IPv4
     // address and a port: read them in one pass.
@@ -505,7 +506,7 @@ impl SipUri {
         } else {
             return Err(UriError("not a sip or sips URI"));
         };
-        if !s.bytes().all(is_uric) {
+        if find_non_uri_byte(s.as_bytes(), is_uric).is_some() {
             return Err(UriError(
                 "invalid character (white space, quote or angle bracket)",
             ));
@@ -528,10 +529,7 @@ impl SipUri {
             }
             pos = at + 1;
         }
-        let hostport_end = s.as_bytes()[pos..]
-            .iter()
-            .position(|&b| b == b';' || b == b'?')
-            .map_or(s.len(), |i| pos + i);
+        let hostport_end = find3(s.as_bytes(), pos, b';', b'?', b'?').unwrap_or(s.len());
         let (host, ip, port) = parse_hostport(&s[pos..hostport_end])?;
         let host = r(pos, pos + host.len());
         let (params_end, headers) = match find_byte(&s[hostport_end..], b'?') {
@@ -828,6 +826,33 @@ impl FromStr for SipUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_at_a_time_uri_byte_check_agrees_with_is_uric() {
+        // Each byte class that matters (controls, space, DEL, the three
+        // refused signs, UTF-8, plain), at lengths around the 8-byte steps.
+        let alphabet = [
+            'a', 'a', '@', ';', '\0', '\t', ' ', '!', '\u{7f}', '<', '>', '"', '=', '~', 'é',
+            '\u{80}', '\u{ff}', '\u{1f}',
+        ];
+        let mut generated = crate::packet::generated::Generated::new(0x0123_4567_89ab);
+        for _ in 0..200_000 {
+            let text = generated.string(&alphabet, 27);
+            assert_eq!(
+                find_non_uri_byte(text.as_bytes(), is_uric),
+                text.bytes().position(|b| !is_uric(b)),
+                "{text:?}"
+            );
+        }
+        for b in 0..=255u8 {
+            let word = [b'a', b'a', b'a', b, b'a', b'a', b'a', b'a', b'a'];
+            assert_eq!(
+                find_non_uri_byte(&word, is_uric),
+                (!is_uric(b)).then_some(3),
+                "{b:#x}"
+            );
+        }
+    }
 
     #[test]
     fn ipv4_and_port_agrees_with_the_general_hostport_parse() {
