@@ -48,8 +48,10 @@ pub(crate) enum Effect {
     },
     /// Run a delivery callback.
     Callback(DeliveryCallback, DeliveryOutcome),
-    /// Give a packet to the receiver.
-    PassUp(Packet, LegId, Source),
+    /// Give a packet to the receiver. Boxed: every effect is as large as
+    /// its largest variant, and the sends, the common effect, are a third
+    /// of a packet's size (each effect is moved in and out of the queue).
+    PassUp(Box<PassUp>),
     /// Resolve destinations for a delivery.
     Resolve(DeliveryId, Plan),
 }
@@ -1491,11 +1493,11 @@ impl Core {
                         // Matched: our Via goes before the receiver sees it.
                         let mut resp = resp.clone();
                         resp.headers_mut().remove_first(HeaderName::Via);
-                        self.effects.push_back(Effect::PassUp(
+                        self.effects.push_back(Effect::PassUp(Box::new((
                             Packet::Response(resp),
                             leg,
                             source.clone(),
-                        ));
+                        ))));
                     }
                 }
                 Action::Completed(code) => {
@@ -1906,7 +1908,7 @@ impl Core {
             self.finish(id, DeliveryOutcome::Sent);
         }
         self.effects
-            .push_back(Effect::PassUp(Packet::Request(ack), leg, from));
+            .push_back(Effect::PassUp(Box::new((Packet::Request(ack), leg, from))));
     }
 
     pub(crate) fn leg_id(&self, leg: &Leg) -> Option<LegId> {
@@ -1949,5 +1951,12 @@ mod size_tests {
         );
         assert!(std::mem::size_of::<crate::packet::Packet>() <= 280);
         assert_eq!(std::mem::size_of::<super::TimerRef>(), 12);
+        // Each effect is moved into and out of the queue: a send's size,
+        // not a packet's.
+        assert!(
+            std::mem::size_of::<super::Effect>() <= 128,
+            "{}",
+            std::mem::size_of::<super::Effect>()
+        );
     }
 }

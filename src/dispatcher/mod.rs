@@ -685,7 +685,10 @@ impl Dispatcher {
                         self.arm_flush();
                     }
                 }
-                Effect::PassUp(packet, leg, from) => self.pass_up(packet, leg, &from),
+                Effect::PassUp(up) => {
+                    let (packet, leg, from) = *up;
+                    self.pass_up(packet, leg, &from)
+                }
                 Effect::Resolve(id, plan) => {
                     let weak = self.downgrade();
                     let done = move |result| {
