@@ -708,9 +708,13 @@ fn main() {
     let mut argv = std::env::args().skip(1);
     let mut out_dir: Option<String> = None;
     let mut sizes = vec![1_000usize, 1_000_000];
+    let mut allocs = true;
     while let Some(a) = argv.next() {
         match a.as_str() {
             "--bench" => {}
+            // The pending-delivery part alone (to profile it, say under
+            // callgrind, without the loopback transactions).
+            "--no-allocs" => allocs = false,
             "--out" => out_dir = argv.next(),
             "--sizes" => {
                 sizes = argv
@@ -721,12 +725,12 @@ fn main() {
                     .collect()
             }
             "--help" | "-h" => {
-                println!("usage: scale [--out DIR] [--sizes 1000,1000000]");
+                println!("usage: scale [--out DIR] [--sizes 1000,1000000] [--no-allocs]");
                 return;
             }
             other => {
                 eprintln!("scale: unknown argument {other:?}");
-                eprintln!("usage: scale [--out DIR] [--sizes 1000,1000000]");
+                eprintln!("usage: scale [--out DIR] [--sizes 1000,1000000] [--no-allocs]");
                 std::process::exit(64);
             }
         }
@@ -740,7 +744,24 @@ fn main() {
         })
         .collect();
     report_sizes(&mut out, &results);
+    if allocs {
+        report_allocs(&mut out);
+    }
 
+    if let Some(dir) = out_dir {
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).expect("out dir");
+        std::fs::write(dir.join("scale.md"), &out.md).expect("scale.md");
+        std::fs::write(
+            dir.join("scale.csv"),
+            format!("metric,n,value,unit\n{}", out.csv),
+        )
+        .expect("scale.csv");
+    }
+}
+
+/// Allocations per OPTIONS transaction, uas and proxy, into `out`.
+fn report_allocs(out: &mut Out) {
     eprintln!("scale: allocations per transaction ...");
     // Warm-up as long as the longest measured run: the tables (the server
     // transactions' index, the arenas) reach the size the measured runs
@@ -786,17 +807,6 @@ fn main() {
     out.metric("allocs_uas_build_response", 0, uas.build, "allocations");
     out.metric("allocs_uas_deliver_response", 0, uas.deliver, "allocations");
     out.metric("allocs_per_options_proxy", 0, proxy.per_txn, "allocations");
-
-    if let Some(dir) = out_dir {
-        let dir = std::path::Path::new(&dir);
-        std::fs::create_dir_all(dir).expect("out dir");
-        std::fs::write(dir.join("scale.md"), &out.md).expect("scale.md");
-        std::fs::write(
-            dir.join("scale.csv"),
-            format!("metric,n,value,unit\n{}", out.csv),
-        )
-        .expect("scale.csv");
-    }
 }
 
 fn report_sizes(out: &mut Out, r: &[Sized]) {
