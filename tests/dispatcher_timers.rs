@@ -830,3 +830,72 @@ fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pendi
     w.run_until(Duration::from_millis(10), || false);
     assert_eq!(peer.methods(), vec!["OPTIONS", "200", "200", "200"]);
 }
+
+/// Deliver options with both callbacks: the plain one records into
+/// `outcomes`, the failure one its time, error and packet into `failures`.
+fn with_failure_callback(
+    w: &World,
+    outcomes: &Outcomes,
+    failures: &Rc<RefCell<Vec<(u64, Errno, Packet)>>>,
+) -> DeliverOptions {
+    let (f, lp, start) = (failures.clone(), w.lp.clone(), w.start);
+    DeliverOptions {
+        on_failure: Some(Box::new(move |_, e, packet| {
+            f.borrow_mut()
+                .push(((lp.now() - start).as_millis() as u64, e.errno(), packet))
+        })),
+        ..recording(w, outcomes)
+    }
+}
+
+#[test]
+fn a_failure_goes_to_on_failure_with_the_packet_as_given() {
+    let w = World::exact();
+    let uac = w.dispatcher("10.0.0.1:5060", DispatcherOptions::default());
+    let peer = w.silent_peer("10.0.0.2:5060");
+    let (outcomes, failures): (Outcomes, _) = (Rc::default(), Rc::default());
+    let given = request("INVITE", "sip:bob@10.0.0.2", "fail-1", 3);
+    let given_bytes = given.to_bytes();
+    uac.deliver(given, with_failure_callback(&w, &outcomes, &failures))
+        .unwrap();
+    w.run_until(secs(60), || !failures.borrow().is_empty());
+    w.run_until(secs(61), || false);
+    assert_eq!(peer.times().len(), 7, "retransmitted as usual");
+    let f = failures.borrow();
+    assert_eq!(f.len(), 1, "once");
+    assert_eq!((f[0].0, f[0].1), (32_000, Errno::ETIMEDOUT), "Timer B");
+    // The request as it was given: no Via (the leg's), byte for byte.
+    assert_eq!(f[0].2.to_bytes(), given_bytes);
+    assert!(f[0].2.top_via().is_err());
+    assert!(outcomes.borrow().is_empty(), "not also the plain callback");
+    assert_eq!(uac.stats().pending_deliveries, 0);
+}
+
+#[test]
+fn on_failure_is_not_called_on_success_nor_after_a_cancel() {
+    let w = World::exact();
+    let uac = w.dispatcher("10.0.0.1:5060", DispatcherOptions::default());
+    let _peer = w.silent_peer("10.0.0.2:5060");
+    let (outcomes, failures): (Outcomes, _) = (Rc::default(), Rc::default());
+    // Sent once without retransmissions: the kernel took it.
+    let once = DeliverOptions {
+        do_retransmits: Some(false),
+        ..with_failure_callback(&w, &outcomes, &failures)
+    };
+    uac.deliver(request("OPTIONS", "sip:bob@10.0.0.2", "ok-1", 1), once)
+        .unwrap();
+    // Cancelled while retransmitting.
+    uac.deliver(
+        request("OPTIONS", "sip:bob@10.0.0.2", "cx-1", 1),
+        with_failure_callback(&w, &outcomes, &failures),
+    )
+    .unwrap();
+    w.run_until(Duration::from_millis(700), || false);
+    assert!(uac.cancel_delivery(Cancel::CallId("cx-1".into())));
+    w.run_until(secs(60), || false);
+    assert!(failures.borrow().is_empty());
+    let o = outcomes.borrow();
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0].1, DeliveryOutcome::Sent);
+    assert_eq!(uac.stats().pending_deliveries, 0);
+}

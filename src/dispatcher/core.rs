@@ -18,6 +18,7 @@ mod server;
 
 use server::{ServerState, ServerTx};
 
+use super::Dispatcher;
 use super::arena::Arena;
 use super::client::build_ack;
 use super::client::{Action, ClientState, ClientTimer, ClientTx};
@@ -27,14 +28,11 @@ use super::options::Settings;
 use super::resolve::{Plan, Protocols, Resolved};
 use super::route::{self, response_destination};
 use super::types::{
-    Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats, LegId,
-    Target,
+    Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats,
+    FailureCallback, LegId, Target,
 };
 
 /// What the facade does after the core's borrow ends.
-// Packets pass up through here once each: boxed, they would cost an
-// allocation per message to save copying a few hundred bytes.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Effect {
     /// Send bytes on a leg; with `for_delivery`, report the status back.
     /// `kind` says how the leg counts it (a retransmission or not).
@@ -203,6 +201,9 @@ struct Delivery {
     /// An id or Call-ID the caller gave instead of the packet's.
     labels: Option<Box<Labels>>,
     callback: Option<DeliveryCallback>,
+    /// Called instead of `callback` on failure, with the packet (kept
+    /// parsed while this is set).
+    on_failure: Option<FailureCallback>,
     mode: Mode,
     targets: Targets,
     target_index: usize,
@@ -513,6 +514,7 @@ impl Core {
             let once =
                 !(retransmits && resp.code() >= 200 && resp.method() == Some(Method::Invite));
             let plain = opts.callback.is_none()
+                && opts.on_failure.is_none()
                 && opts.dst_addr.is_none()
                 && opts.id.is_none()
                 && opts.callid.is_none();
@@ -604,6 +606,7 @@ impl Core {
             callid_key,
             labels,
             callback: opts.callback,
+            on_failure: opts.on_failure,
             mode,
             targets: Targets::None,
             target_index: 0,
@@ -1109,7 +1112,8 @@ impl Core {
             return;
         };
         d.bytes = Some(bytes.clone());
-        if matches!(d.mode, Mode::Client(_)) {
+        // A failure callback gets the packet back: it stays parsed.
+        if matches!(d.mode, Mode::Client(_)) && d.on_failure.is_none() {
             d.compact();
         }
         let mut start_actions = None;
@@ -1503,7 +1507,13 @@ impl Core {
                 Action::Completed(code) => {
                     // The callback now; the entry may linger (Timer D/K).
                     self.unindex_dst(id);
-                    if let Some(cb) = self.get_mut(id).and_then(|d| d.callback.take()) {
+                    let d = self.get_mut(id);
+                    let cb = d.and_then(|d| {
+                        // Completed: no failure can follow.
+                        d.on_failure = None;
+                        d.callback.take()
+                    });
+                    if let Some(cb) = cb {
                         self.effects
                             .push_back(Effect::Callback(cb, DeliveryOutcome::Completed(code)));
                     }
@@ -1576,20 +1586,76 @@ impl Core {
     /// is queued) and removes it.
     pub(crate) fn finish(&mut self, id: DeliveryId, outcome: DeliveryOutcome) {
         let Some(d) = self.get_mut(id) else { return };
-        if let Some(cb) = d.callback.take() {
-            self.effects.push_back(Effect::Callback(cb, outcome));
+        let DeliveryOutcome::Failed(error) = outcome else {
+            if let Some(cb) = d.callback.take() {
+                self.effects.push_back(Effect::Callback(cb, outcome));
+            }
+            self.remove(id);
+            return;
+        };
+        if d.on_failure.is_none() {
+            if let Some(cb) = d.callback.take() {
+                self.effects
+                    .push_back(Effect::Callback(cb, DeliveryOutcome::Failed(error)));
+            }
+            self.remove(id);
+            return;
         }
-        self.remove(id);
+        // The failure callback and the packet, moved out of the record.
+        let Some(d) = self.take(id) else { return };
+        let packet = match d.packet {
+            Stored::Parsed(packet) => Some(packet),
+            // Not compacted while `on_failure` is set; read back anyway.
+            Stored::Sent { .. } => d.request().map(|r| Packet::Request(r.into_owned())),
+        };
+        let report: DeliveryCallback = match (d.on_failure, packet) {
+            (Some(on_failure), Some(packet)) => {
+                Box::new(move |disp: &Dispatcher, outcome: DeliveryOutcome| {
+                    if let DeliveryOutcome::Failed(e) = outcome {
+                        on_failure(disp, e, packet);
+                    }
+                })
+            }
+            (_, None) => {
+                // Our own bytes always read back; if not, the outcome still
+                // goes to the plain callback.
+                log::error!("a failed delivery's packet could not be read back");
+                match d.callback {
+                    Some(cb) => cb,
+                    None => return,
+                }
+            }
+            (None, Some(_)) => return,
+        };
+        self.effects
+            .push_back(Effect::Callback(report, DeliveryOutcome::Failed(error)));
     }
 
     /// Removes a delivery and everything that points to it.
     fn remove(&mut self, id: DeliveryId) {
+        if self.unlink(id) {
+            self.deliveries.discard(id.index, id.generation);
+        }
+    }
+
+    /// Removes a delivery and everything that points to it, and returns it.
+    fn take(&mut self, id: DeliveryId) -> Option<Delivery> {
+        if self.unlink(id) {
+            self.deliveries.remove(id.index, id.generation)
+        } else {
+            None
+        }
+    }
+
+    /// Removes what points to a delivery (timers, indexes, dialog, server
+    /// transaction), leaving the record itself; false when it is gone.
+    fn unlink(&mut self, id: DeliveryId) -> bool {
         self.stop_all_timers(id);
         self.unindex_dst(id);
         // What points to the delivery, read in place: the delivery itself
-        // (several hundred bytes) is dropped where it lies, not moved out.
+        // (several hundred bytes) is not moved for it.
         let Some(d) = self.deliveries.get_mut(id.index, id.generation) else {
-            return;
+            return false;
         };
         let indexed = d.indexed.then_some((d.id_key, d.callid_key));
         let client_key = match (&d.mode, d.packet.method(), &d.branch) {
@@ -1600,7 +1666,6 @@ impl Core {
         };
         let dialog = d.dialog.take();
         let server = d.server;
-        self.deliveries.discard(id.index, id.generation);
         if let Some((id_key, callid_key)) = indexed {
             self.by_id.remove(id_key, id);
             self.by_callid.remove(callid_key, id);
@@ -1620,6 +1685,7 @@ impl Core {
                 }
             }
         }
+        true
     }
 
     // ---- cancel ----
@@ -1650,6 +1716,7 @@ impl Core {
                 // No callback after a successful cancel.
                 if let Some(d) = self.get_mut(id) {
                     d.callback = None;
+                    d.on_failure = None;
                 }
                 self.remove(id);
             }

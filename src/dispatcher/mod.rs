@@ -67,7 +67,7 @@ pub use options::{DispatcherOptions, Timers};
 pub use resolve::ProxySpec;
 pub use types::{
     Cancel, DeliverOptions, DeliveryCallback, DeliveryId, DeliveryOutcome, DispatcherStats,
-    LegFilter, LegId, Receiver, Target,
+    FailureCallback, LegFilter, LegId, Receiver, Target,
 };
 
 struct Inner {

@@ -52,6 +52,11 @@ pub enum DeliveryOutcome {
 /// Called once with a delivery's outcome, from the event loop.
 pub type DeliveryCallback = Box<dyn FnOnce(&Dispatcher, DeliveryOutcome)>;
 
+/// Called, from the event loop, when a delivery fails: with the error and
+/// the packet as it was given to [`Dispatcher::deliver`] (see
+/// [`DeliverOptions::on_failure`]).
+pub type FailureCallback = Box<dyn FnOnce(&Dispatcher, Error, Packet)>;
+
 /// Hints for [`Dispatcher::deliver`] (the man page's `%ARGS`).
 #[derive(Default)]
 pub struct DeliverOptions {
@@ -60,8 +65,29 @@ pub struct DeliverOptions {
     pub id: Option<String>,
     /// Call-ID for [`Cancel::CallId`]; default: the packet's.
     pub callid: Option<String>,
-    /// Called once with the outcome.
+    /// Called once with the outcome (but see `on_failure`).
     pub callback: Option<DeliveryCallback>,
+    /// Called instead of `callback` when the delivery fails
+    /// ([`DeliveryOutcome::Failed`]), with the error and the packet given
+    /// to `deliver` (a request without the Via the leg added), so that
+    /// the caller need not keep a copy to answer with: a stateless proxy's
+    /// 502, as PJSIP's send callback gets its message back. The packet is
+    /// kept parsed until the outcome. Not called after a successful
+    /// [`Dispatcher::cancel_delivery`], nor for the other outcomes (which
+    /// go to `callback`, if any). A closure that captures nothing costs
+    /// no allocation.
+    ///
+    /// ```
+    /// use sip_dispatch::dispatcher::DeliverOptions;
+    /// let options = DeliverOptions {
+    ///     on_failure: Some(Box::new(|_dispatcher, error, packet| {
+    ///         eprintln!("{} not delivered: {error}", packet.callid());
+    ///     })),
+    ///     ..DeliverOptions::default()
+    /// };
+    /// # drop(options);
+    /// ```
+    pub on_failure: Option<FailureCallback>,
     /// The leg to send on.
     pub leg: Option<LegId>,
     /// Where to send (with `leg`, no resolution at all).
@@ -94,6 +120,7 @@ impl fmt::Debug for DeliverOptions {
             .field("id", &self.id)
             .field("callid", &self.callid)
             .field("callback", &self.callback.is_some())
+            .field("on_failure", &self.on_failure.is_some())
             .field("leg", &self.leg)
             .field("dst_addr", &self.dst_addr)
             .field("do_retransmits", &self.do_retransmits)

@@ -41,6 +41,7 @@
 //! event loop normally never inserts into the past).
 
 use std::fmt;
+use std::num::NonZeroU32;
 
 use super::paged::PagedVec;
 
@@ -79,7 +80,15 @@ const MAX_ENTRIES: usize = (LOC_HEAP - 1) as usize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey {
     index: u32,
-    generation: u32,
+    /// Never zero: an `Option<TimerKey>` is as small as a key (a pending
+    /// delivery holds three).
+    generation: NonZeroU32,
+}
+
+/// A key's generation from its entry's, which is never zero (entries
+/// start at 1 and skip 0 when the counter wraps).
+fn key_generation(generation: u32) -> NonZeroU32 {
+    NonZeroU32::new(generation).unwrap_or(NonZeroU32::MIN)
 }
 
 /// One arena entry: a pending timer, or a free one (then `next` links the
@@ -245,7 +254,7 @@ impl<T: Copy> TimerWheel<T> {
         self.len += 1;
         TimerKey {
             index,
-            generation: self.entries[index as usize].generation,
+            generation: key_generation(self.entries[index as usize].generation),
         }
     }
 
@@ -419,7 +428,7 @@ impl<T: Copy> TimerWheel<T> {
     #[inline]
     fn lookup(&self, key: TimerKey) -> Option<u32> {
         let entry = self.entries.get(key.index as usize)?;
-        (entry.generation == key.generation && entry.loc != LOC_FREE).then_some(key.index)
+        (entry.generation == key.generation.get() && entry.loc != LOC_FREE).then_some(key.index)
     }
 
     /// Takes an entry from the free list (or grows the arena) and fills it;
@@ -443,7 +452,7 @@ impl<T: Copy> TimerWheel<T> {
                 payload,
                 prev: NIL,
                 next: NIL,
-                generation: 0,
+                generation: 1,
                 loc: LOC_FREE,
             });
             index as u32
@@ -457,9 +466,10 @@ impl<T: Copy> TimerWheel<T> {
         let entry = &mut self.entries[index as usize];
         let key = TimerKey {
             index,
-            generation: entry.generation,
+            generation: key_generation(entry.generation),
         };
-        entry.generation = entry.generation.wrapping_add(1);
+        // Zero is skipped: keys carry the generation as a `NonZeroU32`.
+        entry.generation = entry.generation.wrapping_add(1).max(1);
         entry.loc = LOC_FREE;
         entry.prev = NIL;
         entry.next = self.free_head;
@@ -771,6 +781,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<Entry<u64>>(), 32);
         assert_eq!(std::mem::size_of::<Entry<u32>>(), 32);
         assert_eq!(std::mem::size_of::<TimerKey>(), 8);
+        assert_eq!(std::mem::size_of::<Option<TimerKey>>(), 8);
     }
 
     #[test]
@@ -934,13 +945,13 @@ mod tests {
         // Unknown keys (index beyond the arena, forged generation).
         let forged = TimerKey {
             index: 12345,
-            generation: 0,
+            generation: NonZeroU32::MIN,
         };
         assert_eq!(wheel.cancel(forged), None);
         let c = wheel.insert(7, 3);
         let forged = TimerKey {
             index: c.index,
-            generation: c.generation.wrapping_add(5),
+            generation: NonZeroU32::new(c.generation.get().wrapping_add(5)).unwrap(),
         };
         assert_eq!(wheel.cancel(forged), None);
         assert_eq!(wheel.len(), 1);

@@ -49,7 +49,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use crate::dispatcher::{
-    DeliverOptions, DeliveryOutcome, Dispatcher, DispatcherOptions, LegFilter, LegId, Receiver,
+    DeliverOptions, Dispatcher, DispatcherOptions, FailureCallback, LegFilter, LegId, Receiver,
     Target,
 };
 use crate::leg::{Leg, Protocol, Source};
@@ -462,19 +462,22 @@ fn forward(
     }
     log::info!("{} forwarded to {}", describe(&req), target.dst);
     // A send that fails (a TCP connect refused) is answered like a
-    // resolution failure; the request is kept for that.
-    let on_failure = (method != Method::Ack).then(|| req.clone());
+    // resolution failure, with the request the dispatcher gives back (no
+    // copy kept per forward, no allocation: the closure captures nothing).
+    let on_failure: FailureCallback = Box::new(|d, e, packet| {
+        if let Packet::Request(req) = packet {
+            log::warn!("{}: forwarding failed: {e}", describe(&req));
+            if *req.method() != Method::Ack {
+                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
+            }
+        }
+    });
     let options = DeliverOptions {
         leg: Some(target.leg),
         dst_addr: Some(target.dst.clone()),
         branch: Some(branch),
         do_retransmits: Some(false),
-        callback: Some(Box::new(move |d, outcome| {
-            if let (DeliveryOutcome::Failed(e), Some(req)) = (outcome, on_failure) {
-                log::warn!("{}: forwarding failed: {e}", describe(&req));
-                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
-            }
-        })),
+        on_failure: Some(on_failure),
         ..DeliverOptions::default()
     };
     if let Err(e) = d.deliver(req, options) {
