@@ -198,6 +198,11 @@ struct Delivery {
     /// Keys of the id and Call-ID indexes (hashes of the strings).
     id_key: u64,
     callid_key: u64,
+    /// The key `Core::client_keys` holds it under while `client_indexed`
+    /// (kept: removing it then reads neither the branch nor the method,
+    /// each a cache miss with a million pending).
+    client_key: u64,
+    client_indexed: bool,
     /// An id or Call-ID the caller gave instead of the packet's.
     labels: Option<Box<Labels>>,
     callback: Option<DeliveryCallback>,
@@ -208,7 +213,8 @@ struct Delivery {
     targets: Targets,
     target_index: usize,
     allowed_legs: Option<LegId>,
-    allowed_proto: Box<[Protocol]>,
+    /// In order of preference, each once (there are three).
+    allowed_proto: Protocols,
     branch: Option<Rc<str>>,
     bytes: Option<Rc<[u8]>>,
     ack_bytes: Option<Rc<[u8]>>,
@@ -604,6 +610,8 @@ impl Core {
             packet: Stored::Parsed(packet),
             id_key,
             callid_key,
+            client_key: 0,
+            client_indexed: false,
             labels,
             callback: opts.callback,
             on_failure: opts.on_failure,
@@ -611,7 +619,7 @@ impl Core {
             targets: Targets::None,
             target_index: 0,
             allowed_legs: opts.leg,
-            allowed_proto: opts.allowed_proto.into_boxed_slice(),
+            allowed_proto: opts.allowed_proto.into_iter().collect(),
             branch,
             bytes: None,
             ack_bytes: None,
@@ -744,7 +752,7 @@ impl Core {
             }
         };
         let Some(d) = self.get(id) else { return };
-        let allowed = d.allowed_proto.clone();
+        let allowed = d.allowed_proto;
         let available = self.available_protocols();
         match super::resolve::plan(
             &uri,
@@ -1143,7 +1151,10 @@ impl Core {
             (&d.mode, d.packet.method(), &d.branch)
         {
             let key = self.keys.of_transaction(branch, method);
-            self.client_keys.add(key, id);
+            if !(d.client_indexed && d.client_key == key) {
+                self.client_keys.add(key, id);
+                (d.client_key, d.client_indexed) = (key, true);
+            }
         }
         // Only what waits for an answer moves on when the destination
         // turns out unreachable; a one-shot send is done once sent.
@@ -1321,10 +1332,10 @@ impl Core {
         self.stop_all_timers(id);
         if new_branch {
             // The old transaction's key goes; send_current indexes the new.
-            if let Some(d) = self.deliveries.get(id.index, id.generation) {
-                if let (Some(method), Some(branch)) = (d.packet.method(), &d.branch) {
-                    let key = self.keys.of_transaction(branch, method);
-                    self.client_keys.remove(key, id);
+            if let Some(d) = self.deliveries.get_mut(id.index, id.generation) {
+                if d.client_indexed {
+                    d.client_indexed = false;
+                    self.client_keys.remove(d.client_key, id);
                 }
             }
             let b = self.new_branch();
@@ -1658,12 +1669,7 @@ impl Core {
             return false;
         };
         let indexed = d.indexed.then_some((d.id_key, d.callid_key));
-        let client_key = match (&d.mode, d.packet.method(), &d.branch) {
-            (Mode::Client(_), Some(method), Some(branch)) => {
-                Some(self.keys.of_transaction(branch, method))
-            }
-            _ => None,
-        };
+        let client_key = d.client_indexed.then_some(d.client_key);
         let dialog = d.dialog.take();
         let server = d.server;
         if let Some((id_key, callid_key)) = indexed {

@@ -17,7 +17,8 @@ use crate::packet::{Host, SipUri, Uri};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Protocols {
     list: [Protocol; 3],
-    len: usize,
+    /// A byte: four bytes in all, kept in every pending delivery.
+    len: u8,
 }
 
 impl Default for Protocols {
@@ -39,22 +40,23 @@ impl Protocols {
 
     /// Adds `p` at the end unless it is already there.
     pub(crate) fn add(&mut self, p: Protocol) {
-        if !self.contains(&p) && self.len < self.list.len() {
-            self.list[self.len] = p;
+        let len = usize::from(self.len);
+        if !self.contains(&p) && len < self.list.len() {
+            self.list[len] = p;
             self.len += 1;
         }
     }
 
     /// Keeps the first `n`.
     pub(crate) fn truncate(&mut self, n: usize) {
-        self.len = self.len.min(n);
+        self.len = self.len.min(u8::try_from(n).unwrap_or(u8::MAX));
     }
 }
 
 impl std::ops::Deref for Protocols {
     type Target = [Protocol];
     fn deref(&self) -> &[Protocol] {
-        &self.list[..self.len]
+        &self.list[..usize::from(self.len)]
     }
 }
 
