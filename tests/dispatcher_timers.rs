@@ -899,3 +899,93 @@ fn on_failure_is_not_called_on_success_nor_after_a_cancel() {
     assert_eq!(o[0].1, DeliveryOutcome::Sent);
     assert_eq!(uac.stats().pending_deliveries, 0);
 }
+
+#[test]
+fn a_one_shot_request_to_a_given_udp_destination_is_sent_at_once() {
+    let w = World::exact();
+    let peer = w.silent_peer("10.0.0.1:5060");
+    let d = w.dispatcher(
+        "10.0.0.2:5060",
+        DispatcherOptions {
+            max_deliveries: Some(1),
+            ..DispatcherOptions::default()
+        },
+    );
+    let leg = d.get_legs(&Default::default())[0].0;
+    let dst = Destination::new(Protocol::Udp, "10.0.0.1:5060".parse().unwrap());
+    d.deliver(
+        request("OPTIONS", "sip:bob@10.0.0.1", "fill-1", 1),
+        DeliverOptions::default(),
+    )
+    .unwrap();
+    // A stateless forward: once, to a given leg and destination, with a
+    // given branch. It takes no room in the full queue.
+    let forward = |branch: &str| DeliverOptions {
+        leg: Some(leg),
+        dst_addr: Some(dst.clone()),
+        branch: Some(branch.into()),
+        do_retransmits: Some(false),
+        ..DeliverOptions::default()
+    };
+    let a = d
+        .deliver(
+            request("OPTIONS", "sip:bob@10.0.0.1", "fwd-1", 1),
+            forward("z9hG4bKfwd1"),
+        )
+        .unwrap();
+    let b = d
+        .deliver(
+            request("MESSAGE", "sip:bob@10.0.0.1", "fwd-2", 1),
+            forward("z9hG4bKfwd2"),
+        )
+        .unwrap();
+    assert_ne!(a, b, "each delivery has its own id");
+    assert_eq!(d.stats().pending_deliveries, 1, "the first request only");
+    assert!(!d.cancel_delivery(Cancel::Entry(a)), "nothing to cancel");
+    // An ACK is sent once whatever `do_retransmits` says.
+    d.deliver(
+        request("ACK", "sip:bob@10.0.0.1", "fwd-3", 1),
+        DeliverOptions {
+            do_retransmits: None,
+            ..forward("z9hG4bKfwd3")
+        },
+    )
+    .unwrap();
+    // With a callback, a failure callback or retransmissions it needs a
+    // record: the full queue refuses it.
+    let refused = [
+        DeliverOptions {
+            do_retransmits: Some(true),
+            ..forward("z9hG4bKr1")
+        },
+        DeliverOptions {
+            callback: Some(Box::new(|_, _| {})),
+            ..forward("z9hG4bKr2")
+        },
+        DeliverOptions {
+            on_failure: Some(Box::new(|_, _, _| {})),
+            ..forward("z9hG4bKr3")
+        },
+    ];
+    for options in refused {
+        let r = d.deliver(request("OPTIONS", "sip:bob@10.0.0.1", "r", 1), options);
+        assert_eq!(r.err().map(|e| e.errno()), Some(Errno::ENOBUFS));
+    }
+    w.run_until(Duration::from_millis(10), || false);
+    assert_eq!(peer.methods(), vec!["OPTIONS", "OPTIONS", "MESSAGE", "ACK"]);
+    let got = peer.got.borrow();
+    let via = |i: usize| {
+        let v = got[i].1.top_via().unwrap();
+        (
+            v.branch().unwrap().to_owned(),
+            v.host().to_owned(),
+            v.port(),
+        )
+    };
+    assert_eq!(
+        via(1),
+        ("z9hG4bKfwd1".into(), "10.0.0.2".into(), Some(5060))
+    );
+    assert_eq!(via(2).0, "z9hG4bKfwd2");
+    assert_eq!(via(3).0, "z9hG4bKfwd3");
+}

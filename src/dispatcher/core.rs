@@ -530,6 +530,20 @@ impl Core {
                 }
             }
         }
+        // A request sent once, plainly, over UDP to a given leg and
+        // destination (a stateless proxy's forward): no record either.
+        if let (Packet::Request(req), Some(leg), Some(dst)) = (&packet, opts.leg, &opts.dst_addr) {
+            let once = *req.method() == Method::Ack || !retransmits;
+            let plain = opts.callback.is_none()
+                && opts.on_failure.is_none()
+                && opts.id.is_none()
+                && opts.callid.is_none();
+            if once && plain {
+                if let Some(id) = self.send_request_at_once(req, leg, dst, opts.branch.as_ref()) {
+                    return Ok(id);
+                }
+            }
+        }
         if self.deliveries.len() >= self.s.max_deliveries {
             return Err(Error::new(
                 Errno::ENOBUFS,
@@ -971,20 +985,54 @@ impl Core {
         }
         let leg = self.leg(leg)?.clone();
         let bytes: Rc<[u8]> = resp.to_shared_bytes();
+        let id = self.send_at_once(leg, bytes.clone(), dst);
+        if let Some(sid) = sid {
+            self.note_server_response(sid, bytes, resp.code(), None, now);
+        }
+        Some(id)
+    }
+
+    /// Sends a request that needs no delivery record: sent once, with no
+    /// callback, failure callback or label, over UDP, on `leg` to `dst`
+    /// (a stateless proxy's forward). As for a response sent at once, a
+    /// send the kernel refuses is counted by the leg, and the id returned
+    /// names no pending delivery. `None` when the request needs the full
+    /// path (not UDP, a connection, a leg that is gone).
+    fn send_request_at_once(
+        &mut self,
+        req: &Request,
+        leg: LegId,
+        dst: &Destination,
+        branch: Option<&Rc<str>>,
+    ) -> Option<DeliveryId> {
+        if dst.proto != Protocol::Udp || dst.conn.is_some() {
+            return None;
+        }
+        let leg = self.leg(leg)?.clone();
+        if leg.protocol() != Protocol::Udp {
+            return None;
+        }
+        let branch = match branch {
+            Some(b) => Rc::clone(b),
+            None => self.new_branch(),
+        };
+        let bytes = leg.prepare_request_shared(req, &branch, dst);
+        Some(self.send_at_once(leg, bytes, dst.clone()))
+    }
+
+    /// Queues a send with no delivery behind it; the id names none.
+    fn send_at_once(&mut self, leg: Leg, bytes: Rc<[u8]>, dst: Destination) -> DeliveryId {
         self.effects.push_back(Effect::Send {
             leg,
-            bytes: bytes.clone(),
+            bytes,
             dst,
             token: None,
             for_delivery: None,
             kind: SendKind::Message,
         });
-        if let Some(sid) = sid {
-            self.note_server_response(sid, bytes, resp.code(), None, now);
-        }
         // Unique, and never a slot: the arena's indexes stay far below.
         self.settled = self.settled.wrapping_add(1);
-        Some(did(u32::MAX, self.settled))
+        did(u32::MAX, self.settled)
     }
 
     /// Where a response goes, and the server transaction it answers if

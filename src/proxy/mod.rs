@@ -25,8 +25,11 @@
 //!   another leg than it came in on, one for the incoming leg below it
 //!   (RFC 5658 double Record-Route);
 //! - the next hop is the top Route, else the Request-URI, resolved by the
-//!   dispatcher; the first target is used. If nothing is found, or the send
-//!   fails: 502 Bad Gateway with the errno in the reason phrase.
+//!   dispatcher; the first target is used. If nothing is found, or a
+//!   connection to it fails (TCP, TLS): 502 Bad Gateway with the errno in
+//!   the reason phrase. Over UDP the datagram is sent at once, without a
+//!   delivery record; a send the kernel refuses is counted and logged by
+//!   the leg, and the client retransmits as after any loss.
 //!
 //! Responses go back to the next Via after the proxy's own is removed. The
 //! dispatcher must run without retransmissions and server transactions:
@@ -461,23 +464,28 @@ fn forward(
         }
     }
     log::info!("{} forwarded to {}", describe(&req), target.dst);
-    // A send that fails (a TCP connect refused) is answered like a
+    // A connection that fails (a TCP connect refused) is answered like a
     // resolution failure, with the request the dispatcher gives back (no
     // copy kept per forward, no allocation: the closure captures nothing).
-    let on_failure: FailureCallback = Box::new(|d, e, packet| {
-        if let Packet::Request(req) = packet {
-            log::warn!("{}: forwarding failed: {e}", describe(&req));
-            if *req.method() != Method::Ack {
-                answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
+    // Over UDP a datagram is sent at once, without a delivery record: a
+    // send the kernel refuses is counted and logged by the leg, and the
+    // client retransmits, as after any loss.
+    let on_failure: Option<FailureCallback> = (target.dst.proto != Protocol::Udp).then(|| {
+        Box::new(|d: &Dispatcher, e: crate::error::Error, packet: Packet| {
+            if let Packet::Request(req) = packet {
+                log::warn!("{}: forwarding failed: {e}", describe(&req));
+                if *req.method() != Method::Ack {
+                    answer(d, &req, 502, &format!("Bad Gateway ({})", e.errno()));
+                }
             }
-        }
+        }) as FailureCallback
     });
     let options = DeliverOptions {
         leg: Some(target.leg),
         dst_addr: Some(target.dst.clone()),
         branch: Some(branch),
         do_retransmits: Some(false),
-        on_failure: Some(on_failure),
+        on_failure,
         ..DeliverOptions::default()
     };
     if let Err(e) = d.deliver(req, options) {
