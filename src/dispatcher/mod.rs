@@ -352,10 +352,13 @@ impl Dispatcher {
     /// down (ECANCELED).
     ///
     /// A response that is sent once (not a retransmitted INVITE final),
-    /// without callback, id or Call-ID label, to a UDP destination, is sent
-    /// at once without a pending delivery (how a UAS or a proxy answers
-    /// most requests): it takes no room in the queue, its id names no
-    /// pending delivery, and `cancel_delivery` of it returns false.
+    /// without callback, failure callback, id or Call-ID label, to a UDP
+    /// destination, is sent at once without a pending delivery (how a UAS
+    /// or a proxy answers most requests): it takes no room in the queue,
+    /// its id names no pending delivery, and `cancel_delivery` of it
+    /// returns false. So is a request sent once (an ACK, or
+    /// `do_retransmits` off) with neither callback nor label, over UDP to
+    /// a `leg` and `dst_addr` given (a stateless proxy's forward).
     pub fn deliver(
         &self,
         packet: impl Into<Packet>,
