@@ -564,10 +564,14 @@ fn csv_num(x: f64) -> String {
 }
 
 fn fmt_ratio(x: f64) -> String {
+    fmt_ratio_places(x, 2)
+}
+
+fn fmt_ratio_places(x: f64, places: usize) -> String {
     if x.is_nan() {
         "n/a".to_owned()
     } else {
-        format!("{x:.2}x")
+        format!("{x:.places$}x")
     }
 }
 
@@ -841,11 +845,7 @@ fn main() {
         let _ = writeln!(
             md,
             "| {what} | {} | {} |",
-            if x.is_nan() {
-                "n/a".to_owned()
-            } else {
-                format!("{x:.3}x")
-            },
+            fmt_ratio_places(x, 3),
             if x.is_nan() {
                 "not measured"
             } else {

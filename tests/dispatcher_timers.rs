@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use sip_dispatch::Errno;
 use sip_dispatch::dispatcher::{
-    Cancel, DeliverOptions, DeliveryOutcome, Dispatcher, DispatcherOptions, Timers,
+    Cancel, DeliverOptions, DeliveryId, DeliveryOutcome, Dispatcher, DispatcherOptions, Timers,
 };
 use sip_dispatch::eventloop::Eventloop;
 use sip_dispatch::leg::{Destination, Protocol, Source};
@@ -763,11 +763,9 @@ fn server_transactions_answered_late_expire_timer_j_after_the_answer_not_the_req
     );
 }
 
-#[test]
-fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pending() {
-    let w = World::exact();
-    let peer = w.silent_peer("10.0.0.1:5060");
-    // Room for one pending delivery only, and a request takes it.
+/// A dispatcher at 10.0.0.2 with room for one pending delivery, taken by
+/// a request to 10.0.0.1 (returned).
+fn with_a_full_queue(w: &World) -> (Dispatcher, DeliveryId) {
     let d = w.dispatcher(
         "10.0.0.2:5060",
         DispatcherOptions {
@@ -781,6 +779,14 @@ fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pendi
             DeliverOptions::default(),
         )
         .unwrap();
+    (d, pending)
+}
+
+#[test]
+fn a_one_shot_response_without_callback_is_sent_at_once_and_leaves_nothing_pending() {
+    let w = World::exact();
+    let peer = w.silent_peer("10.0.0.1:5060");
+    let (d, pending) = with_a_full_queue(&w);
     let full = d.deliver(
         request("OPTIONS", "sip:bob@10.0.0.1", "fill-2", 1),
         DeliverOptions::default(),
@@ -904,20 +910,9 @@ fn on_failure_is_not_called_on_success_nor_after_a_cancel() {
 fn a_one_shot_request_to_a_given_udp_destination_is_sent_at_once() {
     let w = World::exact();
     let peer = w.silent_peer("10.0.0.1:5060");
-    let d = w.dispatcher(
-        "10.0.0.2:5060",
-        DispatcherOptions {
-            max_deliveries: Some(1),
-            ..DispatcherOptions::default()
-        },
-    );
+    let (d, _) = with_a_full_queue(&w);
     let leg = d.get_legs(&Default::default())[0].0;
     let dst = Destination::new(Protocol::Udp, "10.0.0.1:5060".parse().unwrap());
-    d.deliver(
-        request("OPTIONS", "sip:bob@10.0.0.1", "fill-1", 1),
-        DeliverOptions::default(),
-    )
-    .unwrap();
     // A stateless forward: once, to a given leg and destination, with a
     // given branch. It takes no room in the full queue.
     let forward = |branch: &str| DeliverOptions {

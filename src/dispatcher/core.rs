@@ -515,16 +515,17 @@ impl Core {
         now: Instant,
     ) -> Result<DeliveryId, Error> {
         let retransmits = opts.do_retransmits.unwrap_or(self.s.do_retransmits);
+        // Nobody waits for its outcome nor can name it: a send sent once
+        // needs no record then.
+        let plain = opts.callback.is_none()
+            && opts.on_failure.is_none()
+            && opts.id.is_none()
+            && opts.callid.is_none();
         // A response sent once, plainly: no record, so no queue limit.
         if let Packet::Response(resp) = &packet {
             let once =
                 !(retransmits && resp.code() >= 200 && resp.method() == Some(Method::Invite));
-            let plain = opts.callback.is_none()
-                && opts.on_failure.is_none()
-                && opts.dst_addr.is_none()
-                && opts.id.is_none()
-                && opts.callid.is_none();
-            if once && plain {
+            if once && plain && opts.dst_addr.is_none() {
                 if let Some(id) = self.send_response_at_once(resp, opts.leg, now) {
                     return Ok(id);
                 }
@@ -534,10 +535,6 @@ impl Core {
         // destination (a stateless proxy's forward): no record either.
         if let (Packet::Request(req), Some(leg), Some(dst)) = (&packet, opts.leg, &opts.dst_addr) {
             let once = *req.method() == Method::Ack || !retransmits;
-            let plain = opts.callback.is_none()
-                && opts.on_failure.is_none()
-                && opts.id.is_none()
-                && opts.callid.is_none();
             if once && plain {
                 if let Some(id) = self.send_request_at_once(req, leg, dst, opts.branch.as_ref()) {
                     return Ok(id);
@@ -1645,49 +1642,33 @@ impl Core {
     /// is queued) and removes it.
     pub(crate) fn finish(&mut self, id: DeliveryId, outcome: DeliveryOutcome) {
         let Some(d) = self.get_mut(id) else { return };
-        let DeliveryOutcome::Failed(error) = outcome else {
+        if !(matches!(outcome, DeliveryOutcome::Failed(_)) && d.on_failure.is_some()) {
             if let Some(cb) = d.callback.take() {
                 self.effects.push_back(Effect::Callback(cb, outcome));
             }
             self.remove(id);
             return;
-        };
-        if d.on_failure.is_none() {
-            if let Some(cb) = d.callback.take() {
-                self.effects
-                    .push_back(Effect::Callback(cb, DeliveryOutcome::Failed(error)));
-            }
-            self.remove(id);
-            return;
         }
-        // The failure callback and the packet, moved out of the record.
+        // The failure callback and the packet, moved out of the record
+        // (never compacted to its bytes while `on_failure` is set).
         let Some(d) = self.take(id) else { return };
-        let packet = match d.packet {
-            Stored::Parsed(packet) => Some(packet),
-            // Not compacted while `on_failure` is set; read back anyway.
-            Stored::Sent { .. } => d.request().map(|r| Packet::Request(r.into_owned())),
-        };
-        let report: DeliveryCallback = match (d.on_failure, packet) {
-            (Some(on_failure), Some(packet)) => {
+        let report: DeliveryCallback = match (d.packet, d.on_failure) {
+            (Stored::Parsed(packet), Some(on_failure)) => {
                 Box::new(move |disp: &Dispatcher, outcome: DeliveryOutcome| {
                     if let DeliveryOutcome::Failed(e) = outcome {
                         on_failure(disp, e, packet);
                     }
                 })
             }
-            (_, None) => {
-                // Our own bytes always read back; if not, the outcome still
-                // goes to the plain callback.
-                log::error!("a failed delivery's packet could not be read back");
+            _ => {
+                log::error!("a failed delivery kept no packet for its failure callback");
                 match d.callback {
                     Some(cb) => cb,
                     None => return,
                 }
             }
-            (None, Some(_)) => return,
         };
-        self.effects
-            .push_back(Effect::Callback(report, DeliveryOutcome::Failed(error)));
+        self.effects.push_back(Effect::Callback(report, outcome));
     }
 
     /// Removes a delivery and everything that points to it.
@@ -1767,11 +1748,8 @@ impl Core {
         for id in ids {
             if self.get(id).is_some() {
                 any = true;
-                // No callback after a successful cancel.
-                if let Some(d) = self.get_mut(id) {
-                    d.callback = None;
-                    d.on_failure = None;
-                }
+                // No callback after a successful cancel: `remove` reports
+                // nothing.
                 self.remove(id);
             }
         }

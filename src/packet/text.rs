@@ -53,19 +53,20 @@ pub(crate) fn find_in(bytes: &[u8], needle: u8) -> Option<usize> {
     find_words(bytes, 0, |w| zero_bytes(w ^ pattern), |c| c == needle)
 }
 
-const LO: u64 = 0x0101_0101_0101_0101;
+/// Each byte 0x01: `LO * b` has `b` in every byte.
+pub(crate) const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Non-zero when some byte of `x` is zero (the classic "has zero byte"
 /// test); the lowest set bit marks the first zero byte exactly (bits
 /// above it may be borrow artefacts).
-fn zero_bytes(x: u64) -> u64 {
+pub(crate) fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
 /// Non-zero when some byte of `x` is below `n` (at most 0x80); as in
 /// [`zero_bytes`], the lowest set bit marks the first such byte exactly.
-fn bytes_below(x: u64, n: u8) -> u64 {
+pub(crate) fn bytes_below(x: u64, n: u8) -> u64 {
     x.wrapping_sub(LO * u64::from(n)) & !x & HI
 }
 
@@ -98,7 +99,7 @@ pub(crate) fn find_non_uri_byte(bytes: &[u8], is_uri_byte: impl Fn(u8) -> bool) 
 /// bytes at a time: `flags` maps a little-endian word to a mask whose
 /// lowest set bit lies in the first wanted byte (0 when there is none);
 /// the last bytes are tested one by one.
-fn find_words(
+pub(crate) fn find_words(
     bytes: &[u8],
     from: usize,
     flags: impl Fn(u64) -> u64,

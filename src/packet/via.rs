@@ -4,7 +4,10 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::HeaderError;
-use super::text::{Params, find_byte, is_lws, is_token, is_token_byte, params, trim_lws};
+use super::text::{
+    LO, Params, bytes_below, find_byte, find_words, is_lws, is_token, is_token_byte, params,
+    trim_lws, zero_bytes,
+};
 use super::uri::parse_hostport;
 
 /// The magic cookie that starts RFC 3261 branch parameters.
@@ -364,25 +367,14 @@ fn keep_param<'a>(
 /// each `;` starts a parameter (the general parameter splitting skips
 /// quoted strings and `<...>`). Eight bytes at a time.
 fn plain_bytes(bytes: &[u8]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // Non-zero exactly when some byte of `x` is below `n` (n <= 0x80).
-    let below = |x: u64, n: u64| x.wrapping_sub(LO * n) & !x & HI;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let quote = below(w ^ (LO * u64::from(b'"')), 1);
-        let bracket = below(w ^ (LO * u64::from(b'<')), 1);
-        if below(w, 0x21) | quote | bracket != 0 {
-            return false;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .all(|&b| b > b' ' && b != b'"' && b != b'<')
+    let (quote, bracket) = (LO * u64::from(b'"'), LO * u64::from(b'<'));
+    find_words(
+        bytes,
+        0,
+        |w| bytes_below(w, 0x21) | zero_bytes(w ^ quote) | zero_bytes(w ^ bracket),
+        |b| b <= b' ' || b == b'"' || b == b'<',
+    )
+    .is_none()
 }
 
 /// Whether some `;` of `params` is followed by nothing but white space
